@@ -1,0 +1,116 @@
+"""The crop rule (face box -> model input square) and the input normalisation, shared by training,
+calibration, export verification and the runtime so every stage feeds the model the same pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from runtime.errors import UsageError
+
+
+@dataclass(frozen=True)
+class CropRule:
+    """How a face box becomes the model's input square.
+
+    The square's side is ``scale * max(box width, box height)``, centred on the box centre shifted
+    down by ``shift_y * side``; pixels outside the image are zero (``cv2.BORDER_CONSTANT``).
+
+    Attributes:
+        box: which box the rule starts from: ``landmarks`` (bounding box of the points, the rule used
+            in training and by PFLD) or ``detector`` (a face detector's box).
+        scale: side of the square relative to the box's longer side.
+        shift_y: downward shift of the centre as a fraction of the side.
+    """
+
+    box: str = "landmarks"
+    scale: float = 1.25
+    shift_y: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "CropRule":
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Pixel values the model expects: channel order and per-channel mean/std on the [0, 1] scale.
+
+    ``input = (pixel / 255 - mean) / std`` in ``channel_order``.
+    """
+
+    channel_order: str = "RGB"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self):
+        if self.channel_order not in ("RGB", "BGR"):
+            raise UsageError(f"channel order must be RGB or BGR, got '{self.channel_order}'")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Normalisation":
+        return cls(values["channel_order"], tuple(values["mean"]), tuple(values["std"]))
+
+
+def landmark_box(points: np.ndarray) -> np.ndarray:
+    """(x1, y1, x2, y2) bounding box of (K, 2) points."""
+    points = np.asarray(points, dtype=np.float64)
+    return np.concatenate([points.min(axis=0), points.max(axis=0)])
+
+
+def crop_matrix(box: np.ndarray, rule: CropRule, size: int) -> np.ndarray:
+    """2x3 affine matrix taking frame pixel coordinates to input-square coordinates.
+
+    Pixel centres are at integers in both frames, so the box centre lands at ``(size - 1) / 2``.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = rule.scale * max(x2 - x1, y2 - y1, 1.0)
+    centre_x = (x1 + x2) / 2.0
+    centre_y = (y1 + y2) / 2.0 + rule.shift_y * side
+    k = size / side
+    return np.array(
+        [[k, 0.0, (size - 1) / 2.0 - k * centre_x], [0.0, k, (size - 1) / 2.0 - k * centre_y]], dtype=np.float64
+    )
+
+
+def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """2x3 matrix for ``outer(inner(p))``."""
+    full = np.vstack([outer, [0.0, 0.0, 1.0]]) @ np.vstack([inner, [0.0, 0.0, 1.0]])
+    return full[:2]
+
+
+def invert(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a 2x3 affine matrix."""
+    return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 matrix to (..., 2) points."""
+    points = np.asarray(points, dtype=np.float64)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """Cut the ``size`` x ``size`` input square out of ``image`` with ``matrix`` (bilinear, zero border)."""
+    return cv2.warpAffine(
+        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+
+
+def normalise(crops_bgr: np.ndarray, normalisation: Normalisation) -> np.ndarray:
+    """(N, H, W, 3) uint8 BGR crops -> (N, 3, H, W) float32 model input."""
+    crops = np.asarray(crops_bgr)
+    if normalisation.channel_order == "RGB":
+        crops = crops[..., ::-1]
+    mean = np.asarray(normalisation.mean, dtype=np.float32)
+    std = np.asarray(normalisation.std, dtype=np.float32)
+    tensor = (crops.astype(np.float32) / 255.0 - mean) / std
+    return np.ascontiguousarray(tensor.transpose(0, 3, 1, 2))

@@ -1,0 +1,57 @@
+"""The one exception type for user errors, and the CLI wrapper that prints it as one line."""
+from __future__ import annotations
+
+import difflib
+import functools
+import logging
+import sys
+from typing import Callable, Iterable, Sequence
+
+
+class EdgemarkError(Exception):
+    """A problem with the user's input: says what was received, what was expected and the fix.
+
+    Command modules print it as one line without a traceback and exit with ``exit_code``.
+    """
+
+    exit_code = 1
+
+
+class UsageError(EdgemarkError):
+    """A bad flag or argument value (exit status 2, like argparse)."""
+
+    exit_code = 2
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def unknown_name(kind: str, name: str, choices: Sequence[str]) -> UsageError:
+    """Build the standard error for a name that is not in a registry."""
+    valid = ", ".join(sorted(choices))
+    return UsageError(f"Unknown {kind} '{name}'. Valid: {valid}.{did_you_mean(name, choices)}")
+
+
+def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+    """Decorate a command's ``main(argv) -> int`` so an :class:`EdgemarkError` becomes one line on stderr.
+
+    Tests call the decorated ``main([...])`` and read its exit status.
+    """
+
+    @functools.wraps(main)
+    def wrapper(argv: Sequence[str] | None = None) -> int:
+        if not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        try:
+            return main(argv)
+        except EdgemarkError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return error.exit_code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return wrapper

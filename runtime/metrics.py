@@ -1,0 +1,111 @@
+"""Landmark accuracy metrics: NME (inter-ocular, inter-pupil, box), FR, AUC, CED and the WFLW subset table."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from runtime.layouts import Layout
+
+NORMALISATIONS = ("inter_ocular", "inter_pupil", "box")
+
+# WFLW attribute flags in list-file order, and the subset names the papers report.
+WFLW_ATTRIBUTES = ("pose", "expression", "illumination", "make_up", "occlusion", "blur")
+WFLW_SUBSETS = ("Fullset", "Pose", "Expression", "Illumination", "Make-up", "Occlusion", "Blur")
+
+
+def normalising_distance(truth: np.ndarray, layout: Layout, normalisation: str = "inter_ocular") -> np.ndarray:
+    """Per-image distance NME divides by.
+
+    Args:
+        truth: (N, K, 2) ground-truth points in pixels.
+        layout: the points' layout (gives eye indices).
+        normalisation: ``inter_ocular`` (outer eye corners), ``inter_pupil`` (pupil centres) or
+            ``box`` (sqrt(w * h) of the ground-truth bounding box, as in 300-W's box NME).
+
+    Returns:
+        (N,) distances.
+    """
+    truth = np.asarray(truth, dtype=np.float64)
+    if normalisation == "inter_ocular":
+        a, b = layout.outer_eye_corners
+        return np.linalg.norm(truth[:, a] - truth[:, b], axis=-1)
+    if normalisation == "inter_pupil":
+        left = truth[:, list(layout.pupils[0])].mean(axis=1)
+        right = truth[:, list(layout.pupils[1])].mean(axis=1)
+        return np.linalg.norm(left - right, axis=-1)
+    if normalisation == "box":
+        extent = truth.max(axis=1) - truth.min(axis=1)
+        return np.sqrt(extent[:, 0] * extent[:, 1])
+    raise ValueError(f"Unknown normalisation '{normalisation}'. Valid: {', '.join(NORMALISATIONS)}")
+
+
+def nme_per_image(
+    predicted: np.ndarray, truth: np.ndarray, layout: Layout, normalisation: str = "inter_ocular"
+) -> np.ndarray:
+    """Mean point-to-point error of each image divided by its normalising distance; shape (N,)."""
+    predicted = np.asarray(predicted, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    if predicted.shape != truth.shape or predicted.ndim != 3:
+        raise ValueError(f"predicted {predicted.shape} and truth {truth.shape} must both be (N, K, 2)")
+    errors = np.linalg.norm(predicted - truth, axis=-1).mean(axis=1)
+    return errors / normalising_distance(truth, layout, normalisation)
+
+
+def failure_rate(nme: np.ndarray, threshold: float = 0.1) -> float:
+    """FR@threshold: fraction of images whose NME exceeds ``threshold``."""
+    return float(np.mean(np.asarray(nme) > threshold))
+
+
+def ced_curve(nme: np.ndarray, threshold: float = 0.1, steps: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative error distribution: (thresholds, fraction of images with NME <= each)."""
+    nme = np.sort(np.asarray(nme, dtype=np.float64))
+    thresholds = np.linspace(0.0, threshold, steps + 1)
+    fractions = np.searchsorted(nme, thresholds, side="right") / max(len(nme), 1)
+    return thresholds, fractions
+
+
+def auc(nme: np.ndarray, threshold: float = 0.1, steps: int = 1000) -> float:
+    """AUC@threshold: area under the CED curve up to ``threshold``, scaled to [0, 1]."""
+    thresholds, fractions = ced_curve(nme, threshold, steps)
+    return float(np.trapezoid(fractions, thresholds) / threshold)
+
+
+def summarise(nme: np.ndarray, threshold: float = 0.1) -> dict[str, float]:
+    """NME (mean), FR and AUC at ``threshold`` for one set of per-image NMEs; NME and FR in percent."""
+    nme = np.asarray(nme)
+    return {
+        "count": int(len(nme)),
+        "nme": float(nme.mean() * 100) if len(nme) else float("nan"),
+        "fr": failure_rate(nme, threshold) * 100,
+        "auc": auc(nme, threshold),
+    }
+
+
+def wflw_subset_table(
+    nme: np.ndarray, attributes: Sequence[Mapping[str, int]] | np.ndarray, threshold: float = 0.1
+) -> dict[str, dict[str, float]]:
+    """WFLW's table: Fullset plus the six attribute subsets, each with NME %, FR % and AUC.
+
+    Args:
+        nme: (N,) per-image NME.
+        attributes: (N, 6) flags in WFLW list order, or one mapping per image keyed by
+            :data:`WFLW_ATTRIBUTES`.
+    """
+    nme = np.asarray(nme)
+    if len(attributes) and isinstance(attributes[0], Mapping):
+        flags = np.array([[int(a.get(name, 0)) for name in WFLW_ATTRIBUTES] for a in attributes])
+    else:
+        flags = np.asarray(attributes, dtype=int).reshape(len(nme), len(WFLW_ATTRIBUTES))
+    table = {"Fullset": summarise(nme, threshold)}
+    for column, subset in enumerate(WFLW_SUBSETS[1:]):
+        table[subset] = summarise(nme[flags[:, column] == 1], threshold)
+    return table
+
+
+def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
+    """Render a subset table as Markdown."""
+    lines = ["| subset | images | NME % | FR@0.1 % | AUC@0.1 |", "|---|---:|---:|---:|---:|"]
+    for subset, row in table.items():
+        lines.append(f"| {subset} | {row['count']} | {row['nme']:.2f} | {row['fr']:.2f} | {row['auc']:.4f} |")
+    return "\n".join(lines)
