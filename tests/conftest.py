@@ -1,0 +1,70 @@
+"""Shared fixtures and the one place that probes hardware and optional packages for skips."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# ../shared beside the repository (CI clones main next to a copy of it); EDGEMARK_SHARED overrides.
+SHARED = Path(os.environ.get("EDGEMARK_SHARED", REPO.parent / "shared"))
+DATA = SHARED / "data"
+FACES68 = DATA / "faces68"
+PFLD_DIR = DATA / "models" / "pfld_ghostone"
+VIDEO = DATA / "video" / "face_closeup.mp4"
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _cuda() -> bool:
+    if not _has("torch"):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+HAS_TORCH = _has("torch")
+HAS_CUDA = _cuda()
+HAS_TENSORRT = _has("tensorrt")
+HAS_OPENVINO = _has("openvino")
+HAS_NNCF = _has("nncf")
+
+
+def pytest_collection_modifyitems(config, items):
+    skips = {
+        "gpu": (HAS_CUDA, "needs a CUDA GPU (torch.cuda.is_available() is False here)"),
+        "trt": (HAS_TENSORRT, "needs the `tensorrt` package (pip install edgemark[trt]) and an NVIDIA GPU"),
+    }
+    for item in items:
+        for marker, (available, reason) in skips.items():
+            if marker in item.keywords and not available:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (../shared/data beside the repo, or set EDGEMARK_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def faces68_dir() -> Path:
+    """The twelve real faces with 68-point annotations."""
+    return _require(FACES68)
+
+
+@pytest.fixture(scope="session")
+def pfld_onnx() -> Path:
+    """The third-party PFLD-GhostOne WFLW-98 ONNX model (112x112, BGR, coords output)."""
+    return _require(PFLD_DIR / "PFLD_GhostOne_112_1_opt_sim.onnx")
+
+
+@pytest.fixture(scope="session")
+def face_video() -> Path:
+    """The real close-up face video (275 frames, 450x680)."""
+    return _require(VIDEO)
