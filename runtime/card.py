@@ -1,0 +1,154 @@
+"""The artifact card: every fact needed to use a model artifact, carried beside it and inside it.
+
+Written by export/ into the ONNX ``metadata_props`` (key ``edgemark.card``, JSON) where the format
+allows, and always into the sidecar ``<artifact>.json``. runtime/, the benchmark, the report and the
+C++ demo read only the card; nothing is guessed from file names.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from runtime.crop import CropRule, Normalisation
+from runtime.errors import EdgemarkError, UsageError
+from runtime.layouts import get_layout
+
+CARD_VERSION = 1
+METADATA_KEY = "edgemark.card"
+OUTPUT_KINDS = ("heatmap", "coords")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class CardError(EdgemarkError):
+    """A missing, unreadable or inconsistent card."""
+
+
+@dataclass(frozen=True)
+class Card:
+    """What a runtime must know to use an artifact.
+
+    Attributes:
+        layout: landmark layout name (``wflw98``, ``ibug68``, ...).
+        num_points: number of landmarks; must match the layout.
+        input_size: side of the square input in pixels.
+        input_name: name of the model's image input.
+        normalisation: channel order and mean/std.
+        output_kind: ``heatmap`` (N, K, H, W) or ``coords`` (N, 2K) normalised to [0, 1] of the crop.
+        heatmap_stride: input pixels per heatmap pixel (heatmap outputs only).
+        decode: heatmap decode method (``centroid``, ``argmax``, ``soft_argmax``); ``direct`` for coords.
+        crop_rule: how a face box becomes the input square.
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        format: artifact format (``onnx``, ``openvino``, ``tensorrt``, ``torch``).
+        source_sha256: hash of the checkpoint or model the artifact was made from.
+        source: human-readable origin (checkpoint path, third-party model name).
+        calibration: summary of the INT8 calibration (empty for float artifacts).
+        tools: versions of the tools that built it.
+        extra: anything else worth keeping (e.g. quantisation options).
+    """
+
+    layout: str
+    num_points: int
+    input_size: int
+    normalisation: Normalisation
+    output_kind: str
+    crop_rule: CropRule
+    decode: str = "centroid"
+    heatmap_stride: int | None = None
+    input_name: str = "input"
+    precision: str = "fp32"
+    format: str = "onnx"
+    source_sha256: str = ""
+    source: str = ""
+    calibration: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    version: int = CARD_VERSION
+
+    def __post_init__(self):
+        layout = get_layout(self.layout)
+        if layout.num_points != self.num_points:
+            raise UsageError(
+                f"card says layout '{self.layout}' ({layout.num_points} points) but num_points={self.num_points}"
+            )
+        if self.output_kind not in OUTPUT_KINDS:
+            raise UsageError(f"output kind '{self.output_kind}' is not one of {', '.join(OUTPUT_KINDS)}")
+        if self.output_kind == "heatmap" and not self.heatmap_stride:
+            raise UsageError("a heatmap card needs heatmap_stride (input pixels per heatmap pixel)")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
+
+    def with_changes(self, **changes) -> "Card":
+        """A copy with some fields replaced (e.g. precision and calibration for an INT8 artifact)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["normalisation"] = self.normalisation.to_dict()
+        values["crop_rule"] = self.crop_rule.to_dict()
+        return values
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Card":
+        try:
+            values = dict(values)
+            values["normalisation"] = Normalisation.from_dict(values["normalisation"])
+            values["crop_rule"] = CropRule.from_dict(values["crop_rule"])
+            return cls(**values)
+        except (KeyError, TypeError) as error:
+            raise CardError(f"card is incomplete or has unknown fields ({error}); re-export the artifact") from None
+
+
+def sidecar_path(artifact: str | Path) -> Path:
+    """``model.onnx`` -> ``model.onnx.json``."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".json")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_card(artifact: str | Path, card: Card) -> Path:
+    """Write the sidecar card of ``artifact`` atomically and return its path."""
+    path = sidecar_path(artifact)
+    atomic_write_bytes(path, card.to_json().encode())
+    return path
+
+
+def read_card(artifact: str | Path) -> Card:
+    """Read an artifact's card from its sidecar, or from ONNX metadata when the sidecar is missing."""
+    artifact = Path(artifact)
+    sidecar = sidecar_path(artifact)
+    if sidecar.is_file():
+        try:
+            return Card.from_dict(json.loads(sidecar.read_text()))
+        except json.JSONDecodeError as error:
+            raise CardError(f"{sidecar}: card is not valid JSON ({error}); re-export the artifact") from None
+    if artifact.suffix == ".onnx" and artifact.is_file():
+        import onnx
+
+        model = onnx.load(str(artifact), load_external_data=False)
+        for prop in model.metadata_props:
+            if prop.key == METADATA_KEY:
+                return Card.from_dict(json.loads(prop.value))
+    raise CardError(
+        f"{artifact}: no card found (looked for {sidecar.name} and ONNX metadata '{METADATA_KEY}'); "
+        "export it with edgemark or import a third-party model with `python -m export.onnx --import ...`"
+    )
