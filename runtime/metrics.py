@@ -74,9 +74,11 @@ def auc(nme: np.ndarray, threshold: float = 0.1, steps: int = 1000) -> float:
 def summarise(nme: np.ndarray, threshold: float = 0.1) -> dict[str, float]:
     """NME (mean), FR and AUC at ``threshold`` for one set of per-image NMEs; NME and FR in percent."""
     nme = np.asarray(nme)
+    if len(nme) == 0:
+        return {"count": 0, "nme": float("nan"), "fr": float("nan"), "auc": float("nan")}
     return {
         "count": int(len(nme)),
-        "nme": float(nme.mean() * 100) if len(nme) else float("nan"),
+        "nme": float(nme.mean() * 100),
         "fr": failure_rate(nme, threshold) * 100,
         "auc": auc(nme, threshold),
     }
