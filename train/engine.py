@@ -173,6 +173,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def average_buffers(model: torch.nn.Module, world_size: int) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over the ranks.
+
+    DDP keeps parameters equal, but each rank's last forward pass updates its running statistics
+    from its own batch only; averaging makes every replica, and so every checkpoint, the same.
+    """
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer /= world_size
+
+
 def weights_digest(model: torch.nn.Module) -> str:
     """SHA-256 of all parameters and buffers, in key order (compares replicas across DDP ranks)."""
     digest = hashlib.sha256()
@@ -409,6 +421,7 @@ def _train(config: TrainConfig, distributed: Distributed) -> dict[str, Any]:
         scheduler.step()
         if distributed.enabled:
             dist.all_reduce(loss_sum)
+            average_buffers(model, distributed.world_size)
         elapsed = time.perf_counter() - started
         row: dict[str, Any] = {
             "epoch": epoch + 1,
