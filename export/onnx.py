@@ -1,0 +1,154 @@
+"""``python -m export.onnx``: a checkpoint to ONNX, or a third-party ONNX model imported with a card.
+
+Examples::
+
+    python -m export.onnx runs/hrnet/best.pt -o artifacts/hrnet.onnx --parity-images ../shared/data/faces68
+    python -m export.onnx --import PFLD_GhostOne_112_1_opt_sim.onnx -o artifacts/pfld.onnx \\
+        --layout wflw98 --input-size 112 --channel-order BGR --mean 0.5 0.5 0.5 --std 0.5 0.5 0.5 \\
+        --output-kind coords --crop-scale 1.2 --crop-box landmarks
+
+The library lives in :mod:`export.onnx_export` (this file is only the command); with absolute
+imports ``import onnx`` elsewhere in the package still gets the ``onnx`` package.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from runtime.card import OUTPUT_KINDS, Card
+from runtime.crop import CropRule, Normalisation
+from runtime.errors import UsageError, cli_main
+from runtime.heatmap import DECODERS
+from runtime.layouts import LAYOUTS
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """Flags of the checkpoint -> ONNX mode."""
+
+    checkpoint: Path
+    output: Path
+    opset: int = 17
+    simplify: bool = False
+    parity_images: Path | None = None
+    max_abs: float = 1e-4
+
+
+@dataclass(frozen=True)
+class ImportConfig:
+    """Flags of the third-party import mode; ``card`` is built and validated from them up front."""
+
+    model: Path
+    output: Path
+    card: Card
+    dynamic_batch: bool = True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m export.onnx",
+        description="Export an edgemark checkpoint to ONNX, or import a third-party ONNX model with a card.",
+    )
+    parser.add_argument("checkpoint", nargs="?", type=Path, help="checkpoint (.pt) to export")
+    parser.add_argument(
+        "--import",
+        dest="import_model",
+        type=Path,
+        metavar="MODEL.onnx",
+        help="import this third-party ONNX model instead (needs the card flags below)",
+    )
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+
+    export = parser.add_argument_group("checkpoint export")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset, 13-20 (default 17)")
+    export.add_argument("--simplify", action="store_true", help="run onnx-simplifier (needs onnxsim)")
+    export.add_argument("--parity-images", type=Path, help="folder of annotated faces for the torch/ONNX parity check")
+    export.add_argument("--max-abs", type=float, default=1e-4, help="parity limit on max abs difference (default 1e-4)")
+
+    card = parser.add_argument_group("card of an imported model")
+    card.add_argument("--layout", choices=sorted(LAYOUTS), help="landmark layout")
+    card.add_argument("--input-size", type=int, help="side of the square input")
+    card.add_argument("--channel-order", choices=("RGB", "BGR"), default="RGB")
+    card.add_argument(
+        "--mean", type=float, nargs=3, default=(0.485, 0.456, 0.406), help="per channel, on the [0, 1] scale"
+    )
+    card.add_argument(
+        "--std", type=float, nargs=3, default=(0.229, 0.224, 0.225), help="per channel, on the [0, 1] scale"
+    )
+    card.add_argument(
+        "--output-kind", choices=OUTPUT_KINDS, help="coords: (N, 2K) in [0, 1] of the crop; heatmap: (N, K, H, W)"
+    )
+    card.add_argument("--heatmap-stride", type=int, help="input pixels per heatmap pixel (heatmap outputs)")
+    card.add_argument("--decode", choices=DECODERS, default="centroid", help="heatmap decode method (heatmap outputs)")
+    card.add_argument(
+        "--crop-box", choices=("landmarks", "detector"), default="landmarks", help="box the crop starts from"
+    )
+    card.add_argument("--crop-scale", type=float, default=1.25, help="square side / longer box side")
+    card.add_argument("--crop-shift-y", type=float, default=0.0, help="downward centre shift, fraction of the side")
+    card.add_argument("--keep-batch", action="store_true", help="do not try to make a fixed batch dimension dynamic")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> CheckpointConfig | ImportConfig:
+    """Turn parsed flags into one of the two configs, rejecting bad combinations before any work."""
+    if (args.checkpoint is None) == (args.import_model is None):
+        raise UsageError("give either a CHECKPOINT to export or --import MODEL.onnx (exactly one)")
+    if args.checkpoint is not None:
+        return CheckpointConfig(
+            args.checkpoint, args.output, args.opset, args.simplify, args.parity_images, args.max_abs
+        )
+    missing = [
+        flag
+        for flag, value in (
+            ("--layout", args.layout),
+            ("--input-size", args.input_size),
+            ("--output-kind", args.output_kind),
+        )
+        if value is None
+    ]
+    if missing:
+        raise UsageError(f"--import needs the card flags {', '.join(missing)} (see the model's documentation)")
+    if args.input_size <= 0:
+        raise UsageError(f"--input-size must be positive, got {args.input_size}")
+    if args.output_kind == "heatmap" and args.heatmap_stride and args.input_size % args.heatmap_stride:
+        raise UsageError(f"--input-size {args.input_size} is not a multiple of --heatmap-stride {args.heatmap_stride}")
+    if args.crop_scale <= 0:
+        raise UsageError(f"--crop-scale must be positive, got {args.crop_scale}")
+    if any(value <= 0 for value in args.std):
+        raise UsageError(f"--std values must be positive, got {list(args.std)}")
+    card = Card(
+        layout=args.layout,
+        num_points=LAYOUTS[args.layout].num_points,
+        input_size=args.input_size,
+        normalisation=Normalisation(args.channel_order, tuple(args.mean), tuple(args.std)),
+        output_kind=args.output_kind,
+        heatmap_stride=args.heatmap_stride if args.output_kind == "heatmap" else None,
+        decode=args.decode if args.output_kind == "heatmap" else "direct",
+        crop_rule=CropRule(args.crop_box, args.crop_scale, args.crop_shift_y),
+    )
+    return ImportConfig(args.import_model, args.output, card, dynamic_batch=not args.keep_batch)
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    config = config_from_args(build_parser().parse_args(argv))
+    from export.onnx_export import onnx_from_checkpoint, onnx_from_third_party
+
+    if isinstance(config, ImportConfig):
+        card = onnx_from_third_party(config.model, config.output, config.card, config.dynamic_batch)
+    else:
+        card = onnx_from_checkpoint(
+            config.checkpoint, config.output, config.opset, config.simplify, config.parity_images, config.max_abs
+        )
+    print(
+        f"{config.output}: {card.layout} {card.output_kind} {card.input_size}x{card.input_size} "
+        f"{card.precision}, batch {card.extra.get('batch')}; card in {config.output}.json"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

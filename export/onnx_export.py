@@ -1,0 +1,431 @@
+"""ONNX artifacts with a card: export an edgemark checkpoint, or import a third-party ONNX model.
+
+Both paths check the model before anything is written (ONNX checker, output shape against the card,
+a run in ONNX Runtime) and write the artifact and its sidecar atomically. The command-line front end
+is :mod:`export.onnx`; this module is named ``onnx_export`` so that ``import onnx`` anywhere keeps
+meaning the ``onnx`` package.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from export.artifact import (
+    CardMismatch,
+    ExportError,
+    bytes_sha256,
+    check_onnx,
+    check_output_path,
+    load_onnx,
+    save_artifact,
+    tool_versions,
+)
+from export.evaluation import OnnxRunner, crop_faces
+from runtime.annotations import read_pts_folder
+from runtime.card import Card
+from runtime.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+BATCH_DIM = "batch"
+INPUT_NAME = "input"
+HEATMAP_OUTPUT = "heatmaps"
+# The legacy exporter's range; 13 is the first opset with per-channel Q/DQ (axis on DequantizeLinear).
+OPSETS = range(13, 21)
+PARITY_FACES = 8
+
+
+# --------------------------------------------------------------------------------------------------
+# checkpoint -> ONNX
+
+
+def onnx_from_checkpoint(
+    checkpoint: str | Path,
+    output: str | Path,
+    opset: int = 17,
+    simplify: bool = False,
+    parity_images: str | Path | None = None,
+    max_abs: float = 1e-4,
+) -> Card:
+    """Export an edgemark checkpoint to ONNX with a dynamic batch and its card.
+
+    Args:
+        checkpoint: ``.pt`` file written by ``python -m train``.
+        output: the ``.onnx`` file to write (its card goes to ``output + ".json"`` too).
+        opset: ONNX opset (13-20).
+        simplify: run onnx-simplifier (needs the ``onnxsim`` package).
+        parity_images: folder of annotated faces to compare torch and ONNX Runtime on; seeded
+            random inputs when ``None``.
+        max_abs: largest allowed absolute difference between torch and ONNX Runtime outputs.
+
+    Returns:
+        The card written with the artifact.
+
+    Raises:
+        ExportError: the export, the checker or the parity check failed (nothing is written).
+        CardMismatch: the exported output does not have the checkpoint's heatmap shape.
+    """
+    output = check_output_path(output, checkpoint)
+    if opset not in OPSETS:
+        raise UsageError(f"--opset {opset} is not supported; use {OPSETS.start}-{OPSETS.stop - 1} (17 is the default)")
+    if simplify:
+        require_onnxsim()
+    import torch
+
+    from train.checkpoint import card_from_checkpoint, model_from_checkpoint
+
+    started = time.perf_counter()
+    model, state = model_from_checkpoint(checkpoint)
+    card = card_from_checkpoint(
+        state,
+        checkpoint,
+        input_name=INPUT_NAME,
+        tools=tool_versions("torch", "onnx", "onnxruntime"),
+    )
+    inputs, described = parity_inputs(card, parity_images)
+    onnx_model = onnx.load_from_string(torch_to_onnx(model, card.input_size, opset))
+    check_onnx(onnx_model, f"{output} (exported from {checkpoint})")
+    if simplify:
+        onnx_model = simplified(onnx_model)
+    runner = OnnxRunner(onnx_model.SerializeToString())
+    exported = runner.run(inputs, batch_size=len(inputs))  # one batch: proves the dynamic batch too
+    check_heatmap_output(exported, card, f"{checkpoint}")
+    with torch.no_grad():
+        reference = model(torch.from_numpy(inputs))
+    reference = (reference[0] if isinstance(reference, (tuple, list)) else reference).numpy()
+    difference = float(np.max(np.abs(reference - exported)))
+    if difference > max_abs:
+        raise ExportError(
+            f"{checkpoint}: ONNX Runtime output differs from torch by {difference:.2e} (limit {max_abs:.0e}) "
+            f"on {described}; nothing written. Try another --opset, or report the model"
+        )
+    card = card.with_changes(
+        extra={
+            "model_name": state.get("model_name", ""),
+            "opset": opset,
+            "batch": "dynamic",
+            "output_name": runner.output_names[0],
+            "simplified": simplify,
+            "parity": {"max_abs": difference, "inputs": described},
+        }
+    )
+    save_artifact(onnx_model, card, output)
+    logger.info(
+        "exported %s -> %s in %.1f s (parity %.1e on %s)",
+        checkpoint,
+        output,
+        time.perf_counter() - started,
+        difference,
+        described,
+    )
+    return card
+
+
+def torch_to_onnx(model, input_size: int, opset: int) -> bytes:
+    """Serialized ONNX of ``model`` with input ``input`` and output ``heatmaps``, batch dynamic.
+
+    The TorchScript-based exporter (``dynamo=False``) is tried first: it is fast, needs no
+    onnxscript and folds BatchNorm into Conv. The dynamo exporter is the fallback.
+    """
+    import torch
+
+    buffer = io.BytesIO()
+    example = torch.zeros(2, 3, input_size, input_size)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (example,),
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                do_constant_folding=True,
+                input_names=[INPUT_NAME],
+                output_names=[HEATMAP_OUTPUT],
+                dynamic_axes={INPUT_NAME: {0: BATCH_DIM}, HEATMAP_OUTPUT: {0: BATCH_DIM}},
+            )
+        return buffer.getvalue()
+    except Exception as legacy_error:  # noqa: BLE001 - fall back, then report both
+        logger.info("TorchScript exporter failed (%s); trying the dynamo exporter", type(legacy_error).__name__)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                program = torch.onnx.export(
+                    model,
+                    (example,),
+                    dynamo=True,
+                    opset_version=opset,
+                    input_names=[INPUT_NAME],
+                    output_names=[HEATMAP_OUTPUT],
+                    dynamic_shapes=({0: torch.export.Dim(BATCH_DIM, min=1)},),
+                )
+            return program.model_proto.SerializeToString()
+        except Exception as dynamo_error:  # noqa: BLE001
+            raise ExportError(
+                f"torch.onnx.export failed with both exporters (TorchScript: {_first_line(legacy_error)}; "
+                f"dynamo: {_first_line(dynamo_error)})"
+            ) from None
+
+
+def parity_inputs(card: Card, images: str | Path | None) -> tuple[np.ndarray, str]:
+    """(N, 3, S, S) inputs to compare backends on, and a phrase saying what they are."""
+    if images is not None:
+        samples = read_pts_folder(images)[:PARITY_FACES]
+        return crop_faces(samples, card).inputs, f"{len(samples)} real faces from {images}"
+    rng = np.random.default_rng(0)
+    inputs = rng.standard_normal((2, 3, card.input_size, card.input_size)).astype(np.float32)
+    return inputs, "2 seeded random inputs"
+
+
+def check_heatmap_output(output: np.ndarray, card: Card, name: str) -> None:
+    """The output must be (N, K, S/stride, S/stride) heatmaps for a heatmap card."""
+    size = card.input_size // (card.heatmap_stride or 1)
+    expected = (card.num_points, size, size)
+    if output.ndim != 4 or tuple(output.shape[1:]) != expected:
+        raise CardMismatch(
+            f"{name}: model output is {tuple(output.shape)} but the card expects (N, {expected[0]}, {size}, {size}) "
+            f"heatmaps ({card.num_points} points, input {card.input_size}, stride {card.heatmap_stride})"
+        )
+
+
+def require_onnxsim() -> None:
+    """Fail before any work when ``--simplify`` is asked for without onnxsim installed."""
+    if importlib.util.find_spec("onnxsim") is None:
+        raise UsageError(
+            "--simplify needs the onnx-simplifier package (`pip install onnxsim`); it is not installed. "
+            "Export without --simplify, or install it"
+        )
+
+
+def simplified(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnx-simplifier's result, checked."""
+    import onnxsim
+
+    result, ok = onnxsim.simplify(model)
+    if not ok:
+        raise ExportError("onnx-simplifier could not validate the simplified model; export without --simplify")
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# third-party ONNX -> artifact with a card
+
+
+def onnx_from_third_party(model_path: str | Path, output: str | Path, card: Card, dynamic_batch: bool = True) -> Card:
+    """Import a third-party ONNX model: check it against the card given by flags, copy it with the card.
+
+    The input must accept ``(N, 3, S, S)`` at the card's input size; the first output must hold
+    ``2 * num_points`` values per image (``coords``) or ``(num_points, S/stride, S/stride)`` maps
+    (``heatmap``). A batch dimension fixed at 1 is made dynamic when that provably gives the same
+    results (batch of 4 versus 4 single runs); Reshape nodes that hard-code the batch as 1 are
+    rewritten to copy it (shape value 0). When that fails the batch stays 1 and the card says so.
+
+    Args:
+        model_path: the third-party ``.onnx`` file.
+        output: the ``.onnx`` file to write (card beside it as ``.onnx.json``).
+        card: facts from the flags; input name, source, hash and tools are filled in here.
+        dynamic_batch: try to make a fixed batch dimension dynamic.
+
+    Returns:
+        The card written with the artifact.
+
+    Raises:
+        ExportError: missing, unreadable or invalid model (nothing is written).
+        CardMismatch: the model's input or output disagrees with the card.
+    """
+    model_path = Path(model_path)
+    output = check_output_path(output, model_path)
+    started = time.perf_counter()
+    model = load_onnx(model_path)
+    data = model.SerializeToString()
+    image_input = check_input_against_card(model, card, model_path)
+    runner = OnnxRunner(data)
+    sample = np.random.default_rng(0).standard_normal((1, 3, card.input_size, card.input_size)).astype(np.float32)
+    try:
+        first = runner.infer({image_input.name: sample})[runner.output_names[0]]
+    except Exception as error:  # noqa: BLE001 - ORT raises its own types
+        raise CardMismatch(
+            f"{model_path}: does not run on a 1x3x{card.input_size}x{card.input_size} input ({_first_line(error)}); "
+            "check --input-size"
+        ) from None
+    check_output_against_card(first, card, model_path)
+
+    batch: dict = {"dynamic": input_batch(image_input) is None}
+    if dynamic_batch and not batch["dynamic"]:
+        model, batch = batch_made_dynamic(model, image_input.name, card.input_size)
+    card = card.with_changes(
+        input_name=image_input.name,
+        source=str(model_path),
+        source_sha256=bytes_sha256(model_path.read_bytes()),
+        format="onnx",
+        tools=tool_versions("onnx", "onnxruntime"),
+        extra={
+            **card.extra,
+            "imported": True,
+            "output_name": runner.output_names[0],
+            "opset": _default_opset(model),
+            "batch": "dynamic" if batch["dynamic"] else 1,
+            "batch_rewrites": batch.get("rewrites", []),
+            **({"batch_note": batch["reason"]} if "reason" in batch else {}),
+        },
+    )
+    save_artifact(model, card, output)
+    logger.info(
+        "imported %s -> %s in %.1f s (batch %s)", model_path, output, time.perf_counter() - started, card.extra["batch"]
+    )
+    return card
+
+
+def check_input_against_card(model: onnx.ModelProto, card: Card, name: str | Path) -> onnx.ValueInfoProto:
+    """The one image input, checked to be (N, 3, S, S)-compatible with the card's input size."""
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in initializers]
+    if len(inputs) != 1:
+        raise CardMismatch(f"{name}: expected one image input, found {len(inputs)} ({[v.name for v in inputs]})")
+    dims = _dims(inputs[0])
+    expected = (None, 3, card.input_size, card.input_size)
+    compatible = len(dims) == 4 and all(d is None or e is None or d == e for d, e in zip(dims, expected))
+    if not compatible:
+        shown = "x".join("?" if d is None else str(d) for d in dims)
+        raise CardMismatch(
+            f"{name}: model input '{inputs[0].name}' is {shown} but the card says "
+            f"Nx3x{card.input_size}x{card.input_size}; "
+            f"fix --input-size (the model's is {dims[-1] if dims else '?'})"
+        )
+    return inputs[0]
+
+
+def check_output_against_card(output: np.ndarray, card: Card, name: str | Path) -> None:
+    """The first output of one image must fit the card's output kind and point count."""
+    if card.output_kind == "coords":
+        values = int(np.prod(output.shape[1:]))
+        if output.shape[0] != 1 or values != 2 * card.num_points:
+            raise CardMismatch(
+                f"{name}: model output is {tuple(output.shape)} ({values} values per image) but --layout {card.layout} "
+                f"--output-kind coords needs {2 * card.num_points} ({card.num_points} x, y pairs); "
+                f"the model has {values // 2} points"
+            )
+        return
+    size = card.input_size // card.heatmap_stride
+    if output.ndim != 4 or output.shape[1] != card.num_points or output.shape[2:] != (size, size):
+        raise CardMismatch(
+            f"{name}: model output is {tuple(output.shape)} but --layout {card.layout} --output-kind heatmap "
+            f"--heatmap-stride {card.heatmap_stride} needs (1, {card.num_points}, {size}, {size})"
+        )
+
+
+def input_batch(value: onnx.ValueInfoProto) -> int | None:
+    """The fixed batch size of an input, or ``None`` when it is symbolic."""
+    dims = _dims(value)
+    return dims[0] if dims else None
+
+
+def batch_made_dynamic(model: onnx.ModelProto, input_name: str, input_size: int) -> tuple[onnx.ModelProto, dict]:
+    """Try :func:`make_batch_dynamic`; keep it only if a batch of 4 equals 4 single runs.
+
+    Returns:
+        The model to write (rewritten or the original) and a record for the card.
+    """
+    try:
+        candidate, rewrites = make_batch_dynamic(model)
+        check_onnx(candidate, "batch-dynamic model")
+        difference = batch_difference(candidate.SerializeToString(), input_name, input_size)
+    except Exception as error:  # noqa: BLE001 - any failure means: keep batch 1
+        reason = f"batch kept at 1: the dynamic-batch rewrite does not run ({_first_line(error)})"
+        logger.warning(reason)
+        return model, {"dynamic": False, "reason": reason}
+    if difference > 1e-4:
+        reason = f"batch kept at 1: a batch of 4 differs from 4 single runs by {difference:.1e}"
+        logger.warning(reason)
+        return model, {"dynamic": False, "reason": reason}
+    logger.info("batch made dynamic (%d Reshape rewrites; batch-4 vs single max abs %.1e)", len(rewrites), difference)
+    return candidate, {"dynamic": True, "rewrites": rewrites}
+
+
+def make_batch_dynamic(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy whose inputs and outputs have a symbolic first dimension ``batch``.
+
+    Reshape nodes whose constant target shape starts with 1 while their data's first dimension is
+    the batch are given a target starting with 0 (ONNX: copy that dimension from the data).
+
+    Returns:
+        The new model and one line per rewritten Reshape.
+    """
+    model = _copy(model)
+    initializer_names = {tensor.name for tensor in model.graph.initializer}
+    for value in [*(v for v in model.graph.input if v.name not in initializer_names), *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].Clear()
+            dims[0].dim_param = BATCH_DIM
+    # Stored intermediate shapes say batch 1; drop them and let shape inference propagate the symbol.
+    del model.graph.value_info[:]
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.input]}
+    constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
+    rewrites, replaced = [], set()
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or any(a.name == "allowzero" and a.i for a in node.attribute):
+            continue
+        target = constants.get(node.input[1])
+        data = shapes.get(node.input[0])
+        if target is None or target.ndim != 1 or target.size == 0 or int(target[0]) != 1 or data is None:
+            continue
+        dims = data.type.tensor_type.shape.dim
+        if not dims or dims[0].dim_param != BATCH_DIM:
+            continue
+        new_target = target.copy()
+        new_target[0] = 0
+        new_name = f"{node.input[1]}__keep_batch"
+        if new_name not in constants:
+            model.graph.initializer.append(numpy_helper.from_array(new_target, new_name))
+            constants[new_name] = new_target
+        replaced.add(node.input[1])
+        node.input[1] = new_name
+        rewrites.append(f"{node.name or node.output[0]}: Reshape to {target.tolist()} -> {new_target.tolist()}")
+    used = {name for node in model.graph.node for name in node.input}
+    kept = [tensor for tensor in model.graph.initializer if tensor.name not in replaced or tensor.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    return model, rewrites
+
+
+def batch_difference(model: bytes, input_name: str, input_size: int, batch: int = 4) -> float:
+    """Max abs difference between one run on ``batch`` inputs and ``batch`` single runs."""
+    runner = OnnxRunner(model)
+    inputs = np.random.default_rng(1).standard_normal((batch, 3, input_size, input_size)).astype(np.float32)
+    together = runner.infer({input_name: inputs})[runner.output_names[0]]
+    single = np.concatenate(
+        [runner.infer({input_name: inputs[i : i + 1]})[runner.output_names[0]] for i in range(batch)]
+    )
+    if together.shape != single.shape:
+        return float("inf")
+    return float(np.max(np.abs(together - single)))
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | None]:
+    return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]
