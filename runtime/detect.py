@@ -1,0 +1,362 @@
+"""Face detection that works offline out of the box, chosen by a spec string.
+
+Specs (``--detector``):
+
+- ``haar`` — OpenCV's Haar cascade ``haarcascade_frontalface_default.xml`` from
+  ``cv2.data.haarcascades``. Needs nothing beyond the installed wheel, but only OpenCV 4.x has it:
+  opencv-python 5.x removed ``cv2.CascadeClassifier`` and ships no cascades, which is why the
+  project pins ``opencv-python-headless<4.11``. Frontal and near-frontal faces only; its scores
+  are the cascade's final-stage weights, comparable between detections, not probabilities.
+- ``haar:path/to/cascade.xml`` — another OpenCV cascade file (e.g. ``haarcascade_frontalface_alt2.xml``).
+- ``yunet:path/to/face_detection_yunet.onnx`` — YuNet through ``cv2.FaceDetectorYN`` (OpenCV >= 4.8)
+  with the ONNX file the user supplies (``face_detection_yunet_2023mar.onnx`` from the OpenCV model
+  zoo, github.com/opencv/opencv_zoo, ``models/face_detection_yunet``). Handles profile and small faces
+  much better than Haar; scores are its face confidences in [0, 1].
+
+Every detector returns boxes as (F, 4) float32 ``x1, y1, x2, y2`` in the frame's pixels, with pixel
+centres at integers as everywhere in the project (so a box covering pixel columns ``a..b`` has
+``x1 = a - 0.5`` and ``x2 = b + 0.5``), largest first, plus (F,) float32 scores. Boxes are not
+clipped to the frame: a face partly outside keeps its full size, which the crop rule needs.
+
+Speed: ``scale < 1`` detects on a copy resized by that factor (``cv2.INTER_AREA``) and maps the
+boxes back; ``min_size`` is a fraction of the frame's shorter side, so it means the same at any
+scale. Frames that are ``None``, empty or of an unexpected shape give an empty result (with a
+warning); grayscale, single-channel, BGRA, 16-bit and float frames are converted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from runtime.errors import EdgemarkError, UsageError, did_you_mean, unknown_name
+
+logger = logging.getLogger(__name__)
+
+HAAR_DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
+YUNET_HELP = (
+    "download face_detection_yunet_2023mar.onnx from the OpenCV model zoo "
+    "(github.com/opencv/opencv_zoo, models/face_detection_yunet) and pass --detector yunet:PATH"
+)
+
+
+class DetectorError(EdgemarkError):
+    """A detector that cannot be built: missing or unreadable model file, missing OpenCV feature."""
+
+
+def _check_common(min_size: float, scale: float) -> None:
+    if not (isinstance(min_size, (int, float)) and 0 <= min_size < 1):
+        raise UsageError(f"detector min_size is a fraction of the frame's shorter side in [0, 1), got {min_size!r}")
+    if not (isinstance(scale, (int, float)) and 0 < scale <= 1):
+        raise UsageError(f"detector scale must be in (0, 1] (1 = full resolution), got {scale!r}")
+
+
+@dataclass(frozen=True)
+class HaarParams:
+    """Options of the Haar cascade detector.
+
+    Attributes:
+        min_size: smallest face side as a fraction of the frame's shorter side.
+        scale: resize factor of the copy detection runs on (1 = full resolution).
+        scale_factor: step between the cascade's scales (``detectMultiScale``'s ``scaleFactor``).
+        min_neighbors: overlapping hits needed to keep a face; higher = fewer false positives.
+        equalize: equalise the histogram first (helps low-contrast frames, can add false positives).
+    """
+
+    min_size: float = 0.1
+    scale: float = 1.0
+    scale_factor: float = 1.1
+    min_neighbors: int = 5
+    equalize: bool = False
+
+    def __post_init__(self):
+        _check_common(self.min_size, self.scale)
+        if not self.scale_factor > 1:
+            raise UsageError(f"haar scale_factor must be > 1, got {self.scale_factor!r}")
+        if not (isinstance(self.min_neighbors, int) and self.min_neighbors >= 0):
+            raise UsageError(f"haar min_neighbors must be an integer >= 0, got {self.min_neighbors!r}")
+
+
+@dataclass(frozen=True)
+class YuNetParams:
+    """Options of the YuNet detector.
+
+    Attributes:
+        min_size: smallest face side as a fraction of the frame's shorter side.
+        scale: resize factor of the copy detection runs on (1 = full resolution).
+        score_threshold: lowest face confidence kept.
+        nms_threshold: IoU above which overlapping boxes are merged.
+        top_k: most candidates kept before non-maximum suppression.
+    """
+
+    min_size: float = 0.1
+    scale: float = 1.0
+    score_threshold: float = 0.6
+    nms_threshold: float = 0.3
+    top_k: int = 50
+
+    def __post_init__(self):
+        _check_common(self.min_size, self.scale)
+        if not 0 <= self.score_threshold <= 1:
+            raise UsageError(f"yunet score_threshold must be in [0, 1], got {self.score_threshold!r}")
+        if not 0 < self.nms_threshold <= 1:
+            raise UsageError(f"yunet nms_threshold must be in (0, 1], got {self.nms_threshold!r}")
+        if not (isinstance(self.top_k, int) and self.top_k > 0):
+            raise UsageError(f"yunet top_k must be a positive integer, got {self.top_k!r}")
+
+
+def _empty() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((0, 4), dtype=np.float32), np.zeros((0,), dtype=np.float32)
+
+
+def as_bgr(frame) -> np.ndarray | None:
+    """Convert a frame to contiguous uint8 BGR (H, W, 3), or ``None`` when it cannot be a frame.
+
+    Grayscale (H, W) or (H, W, 1) is expanded, BGRA drops alpha, uint16 keeps its high byte, float
+    is read as [0, 1] when its maximum is at most 1 and as [0, 255] otherwise.
+    """
+    if frame is None:
+        return None
+    frame = np.asarray(frame)
+    if frame.size == 0 or frame.ndim not in (2, 3) or min(frame.shape[:2]) < 1:
+        return None
+    if frame.ndim == 3 and frame.shape[2] not in (1, 3, 4):
+        return None
+    if frame.dtype == np.uint16:
+        frame = (frame >> 8).astype(np.uint8)
+    elif np.issubdtype(frame.dtype, np.floating):
+        finite = np.nan_to_num(frame.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        top = float(finite.max()) if finite.size else 0.0
+        frame = np.clip(finite * (255.0 if top <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
+    elif frame.dtype != np.uint8:
+        return None
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[..., 0]
+    if frame.ndim == 2:
+        return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(frame)
+
+
+class FaceDetector:
+    """Base class: converts the frame, downscales, delegates to ``_detect`` and maps boxes back.
+
+    Subclasses implement ``_detect(image_bgr, min_side_px) -> (boxes (F, 4) as x, y, w, h in the
+    detection image's pixel edges, scores (F,))``.
+    """
+
+    name = "base"
+
+    def __init__(self, params):
+        self.params = params
+
+    def detect(self, frame_bgr) -> tuple[np.ndarray, np.ndarray]:
+        """Find faces in one frame.
+
+        Args:
+            frame_bgr: (H, W, 3) uint8 BGR frame (other layouts are converted, see :func:`as_bgr`).
+
+        Returns:
+            (F, 4) float32 boxes ``x1, y1, x2, y2`` in frame pixels (pixel centres at integers),
+            largest area first, and (F,) float32 scores. Empty arrays when there is no face or the
+            frame is unusable.
+        """
+        image = as_bgr(frame_bgr)
+        if image is None:
+            shape = None if frame_bgr is None else getattr(frame_bgr, "shape", type(frame_bgr).__name__)
+            logger.warning("%s detector: unusable frame (%s), no faces", self.name, shape)
+            return _empty()
+        height, width = image.shape[:2]
+        scale = self.params.scale
+        if scale < 1:
+            small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
+        # Exact per-axis factors after rounding the resized size.
+        factor_x = width / image.shape[1]
+        factor_y = height / image.shape[0]
+        min_side = self.params.min_size * min(image.shape[:2])
+        rectangles, scores = self._detect(image, min_side)
+        if len(rectangles) == 0:
+            return _empty()
+        rectangles = np.asarray(rectangles, dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+        keep = (rectangles[:, 2] >= min_side) & (rectangles[:, 3] >= min_side)
+        rectangles, scores = rectangles[keep], scores[keep]
+        # Pixel edges in the detection image -> pixel-centre coordinates in the frame.
+        boxes = (
+            np.stack(
+                [
+                    rectangles[:, 0] * factor_x,
+                    rectangles[:, 1] * factor_y,
+                    (rectangles[:, 0] + rectangles[:, 2]) * factor_x,
+                    (rectangles[:, 1] + rectangles[:, 3]) * factor_y,
+                ],
+                axis=1,
+            )
+            - 0.5
+        )
+        order = np.argsort(-(rectangles[:, 2] * rectangles[:, 3]), kind="stable")
+        return boxes[order].astype(np.float32), scores[order]
+
+    def _detect(self, image_bgr: np.ndarray, min_side_px: float) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class HaarDetector(FaceDetector):
+    """OpenCV Haar cascade (see the module docstring)."""
+
+    name = "haar"
+
+    def __init__(self, params: HaarParams, model_path: str | None = None):
+        super().__init__(params)
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise DetectorError(
+                f"OpenCV {cv2.__version__} has no CascadeClassifier (removed in 5.x); "
+                "install 'opencv-python-headless<4.11' or use --detector yunet:PATH"
+            )
+        if model_path is None:
+            folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
+            if folder is None:
+                raise DetectorError(
+                    f"OpenCV {cv2.__version__} ships no Haar cascades (cv2.data.haarcascades is missing); "
+                    "install 'opencv-python-headless<4.11', pass --detector haar:PATH, or use --detector yunet:PATH"
+                )
+            path = Path(folder) / HAAR_DEFAULT_CASCADE
+        else:
+            path = Path(model_path)
+        if not path.is_file():
+            raise DetectorError(
+                f"Haar cascade file not found: {path}; pass an OpenCV cascade XML as --detector haar:PATH"
+            )
+        self.model_path = path
+        unreadable = DetectorError(
+            f"{path}: not a readable OpenCV cascade XML; pass one such as {HAAR_DEFAULT_CASCADE}"
+        )
+        try:
+            self._cascade = cv2.CascadeClassifier(str(path))
+        except (cv2.error, SystemError):  # OpenCV 4.10 raises SystemError for a malformed XML
+            raise unreadable from None
+        if self._cascade.empty():
+            raise unreadable
+
+    def _detect(self, image_bgr, min_side_px):
+        gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+        if self.params.equalize:
+            gray = cv2.equalizeHist(gray)
+        side = max(1, math.ceil(min_side_px))
+        if side > min(gray.shape):
+            return _empty()
+        rectangles, _, weights = self._cascade.detectMultiScale3(
+            gray,
+            scaleFactor=self.params.scale_factor,
+            minNeighbors=self.params.min_neighbors,
+            minSize=(side, side),
+            outputRejectLevels=True,
+        )
+        if len(rectangles) == 0:
+            return _empty()
+        return np.asarray(rectangles), np.asarray(weights, dtype=np.float32).reshape(-1)
+
+
+class YuNetDetector(FaceDetector):
+    """YuNet through ``cv2.FaceDetectorYN`` with a user-supplied ONNX file (see the module docstring)."""
+
+    name = "yunet"
+
+    def __init__(self, params: YuNetParams, model_path: str | None = None):
+        super().__init__(params)
+        if not model_path:
+            raise UsageError(f"the yunet detector needs its ONNX file: --detector yunet:PATH; {YUNET_HELP}")
+        path = Path(model_path)
+        if not path.is_file():
+            raise DetectorError(f"YuNet model file not found: {path}; {YUNET_HELP}")
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise DetectorError(
+                f"OpenCV {cv2.__version__} has no cv2.FaceDetectorYN; install opencv-python-headless>=4.8"
+            )
+        self.model_path = path
+        try:
+            self._detector = cv2.FaceDetectorYN.create(
+                str(path), "", (320, 320), params.score_threshold, params.nms_threshold, params.top_k
+            )
+        except cv2.error as error:
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown OpenCV error"
+            raise DetectorError(
+                f"{path}: OpenCV could not load it as a YuNet ONNX model ({reason}); {YUNET_HELP}"
+            ) from None
+        self._input_size: tuple[int, int] | None = None
+
+    def _detect(self, image_bgr, min_side_px):
+        size = (image_bgr.shape[1], image_bgr.shape[0])
+        if size != self._input_size:
+            self._detector.setInputSize(size)
+            self._input_size = size
+        _, faces = self._detector.detect(image_bgr)
+        if faces is None or len(faces) == 0:
+            return _empty()
+        # (F, 15): x, y, w, h, five landmark x/y pairs, score.
+        return faces[:, :4], faces[:, -1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Registry
+
+
+@dataclass(frozen=True)
+class DetectorEntry:
+    """One registered detector: options dataclass, builder, whether its spec needs a model path."""
+
+    params: type
+    build: Callable[..., FaceDetector]
+    needs_model: bool
+    description: str
+
+
+DETECTORS: dict[str, DetectorEntry] = {
+    "haar": DetectorEntry(HaarParams, HaarDetector, False, "OpenCV Haar cascade (bundled with opencv<4.11)"),
+    "yunet": DetectorEntry(YuNetParams, YuNetDetector, True, "YuNet via cv2.FaceDetectorYN (yunet:PATH to its ONNX)"),
+}
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """Split ``name[:path]`` into the registry name and the optional model path.
+
+    Raises:
+        UsageError: unknown name (with a did-you-mean).
+    """
+    name, separator, path = str(spec).partition(":")
+    name = name.strip().lower()
+    if name not in DETECTORS:
+        raise unknown_name("face detector", name, list(DETECTORS))
+    return name, (path if separator and path else None)
+
+
+def make_detector(spec: str = "haar", **options) -> FaceDetector:
+    """Build a face detector from a spec such as ``haar`` or ``yunet:models/face_detection_yunet.onnx``.
+
+    Args:
+        spec: ``name[:model path]`` (see the module docstring).
+        **options: fields of that detector's options dataclass (``min_size``, ``scale``, ...).
+
+    Raises:
+        UsageError: unknown detector or option, invalid value, or ``yunet`` without a path.
+        DetectorError: the model file is missing or unreadable, or OpenCV lacks the detector.
+    """
+    name, model_path = parse_spec(spec)
+    entry = DETECTORS[name]
+    valid = [field.name for field in fields(entry.params)]
+    for key in options:
+        if key not in valid:
+            raise UsageError(
+                f"Unknown option '{key}' for detector '{name}'. Valid: {', '.join(valid)}.{did_you_mean(key, valid)}"
+            )
+    detector = entry.build(entry.params(**options), model_path=model_path)
+    logger.debug("face detector %s (%s)", name, getattr(detector, "model_path", ""))
+    return detector
