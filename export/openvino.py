@@ -1,0 +1,115 @@
+"""``python -m export.openvino``: an ONNX artifact to an OpenVINO IR (FP32, FP16 weights or INT8) with its card.
+
+Examples::
+
+    python -m export.openvino artifacts/pfld.onnx -o artifacts/pfld.xml
+    python -m export.openvino artifacts/pfld.onnx -o artifacts/pfld_fp16.xml --fp16
+    python -m export.openvino artifacts/pfld.onnx -o artifacts/pfld_int8.xml --int8 --calib calib/real.npz \\
+        --ignore-first-conv-and-head --val-faces ../shared/data/faces68
+    python -m export.openvino artifacts/pfld.onnx -o artifacts/pfld_int8_ac.xml --int8 --calib calib/real.npz \\
+        --max-nme-drop 0.5 --val-faces held_out_faces/
+    python -m export.openvino artifacts/pfld_int8.onnx -o artifacts/pfld_qdq.xml   # Q/DQ from export.ort
+
+The IR is ``OUT.xml`` + ``OUT.bin``, the card ``OUT.xml.json`` (also embedded in the IR's rt_info).
+``--val-faces`` compares the IR with the ONNX model on annotated faces and writes the result to the
+card; with ``--max-nme-drop`` (percent points of inter-ocular NME) NNCF's accuracy control keeps
+layers in float until the INT8 IR is within that budget on those faces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from export.openvino_export import PRESETS, IrConfig
+from runtime.errors import UsageError, cli_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m export.openvino",
+        description="Convert an ONNX artifact to an OpenVINO IR (FP32, FP16 weights, or INT8 with NNCF).",
+    )
+    parser.add_argument("model", type=Path, metavar="MODEL.onnx", help="ONNX artifact with a card (float or Q/DQ)")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.xml", help="the IR to write")
+    parser.add_argument("--fp16", action="store_true", help="store float weights as FP16 (default: FP32)")
+
+    int8 = parser.add_argument_group("INT8 with NNCF")
+    int8.add_argument("--int8", action="store_true", help="post-training quantization with NNCF")
+    int8.add_argument("--calib", type=Path, metavar="CALIB.npz", help="calibration array (see export.calibration)")
+    int8.add_argument("--subset-size", type=int, help="calibration samples used at most (default 300)")
+    int8.add_argument(
+        "--preset",
+        choices=PRESETS,
+        help="performance: symmetric activations; mixed: asymmetric activations (default performance)",
+    )
+    int8.add_argument(
+        "--ignore-first-conv-and-head",
+        action="store_true",
+        help="keep the first convolution and the last Conv/MatMul in float",
+    )
+    int8.add_argument(
+        "--max-nme-drop",
+        type=float,
+        metavar="POINTS",
+        help="accuracy-controlled INT8: largest inter-ocular NME increase (percent points) on --val-faces",
+    )
+    parser.add_argument(
+        "--val-faces",
+        type=Path,
+        metavar="DIR",
+        help="annotated faces (images + .pts) to compare the IR with the ONNX model on (and to drive --max-nme-drop)",
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> IrConfig:
+    if not args.int8:
+        given = [
+            flag
+            for flag, value in (("--subset-size", args.subset_size), ("--preset", args.preset))
+            if value is not None
+        ]
+        if given:
+            raise UsageError(f"{', '.join(given)} only make sense with --int8; add --int8 or drop them")
+    return IrConfig(
+        model=args.model,
+        output=args.output,
+        fp16=args.fp16,
+        int8=args.int8,
+        calibration=args.calib,
+        subset_size=args.subset_size if args.subset_size is not None else 300,
+        preset=args.preset or "performance",
+        ignore_first_conv_and_head=args.ignore_first_conv_and_head,
+        max_nme_drop=args.max_nme_drop,
+        val_faces=args.val_faces,
+    )
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    config = config_from_args(build_parser().parse_args(argv))
+    from export.openvino_export import ir_from_onnx
+
+    card = ir_from_onnx(config)
+    line = f"{config.output}: OpenVINO IR {card.precision} ({card.extra['openvino']['weights']} weights)"
+    if card.precision == "int8":
+        source = card.extra["openvino"]["int8_from"]
+        line += f", INT8 from {'NNCF' if source == 'nncf' else 'the Q/DQ ONNX'}"
+        if source == "nncf":
+            line += f" ({card.calibration['preset']}, {card.calibration['subset_size']} samples)"
+    evaluation = card.extra.get("evaluation")
+    if evaluation:
+        scores = evaluation["nme_inter_ocular"]
+        line += (
+            f"; on {evaluation['faces']} faces NME {scores['ir']:.3f} % vs ONNX {scores['reference']:.3f} % "
+            f"({evaluation['nme_change']:+.3f}), max abs output diff {evaluation['max_abs_output_diff']:.2e}"
+        )
+    print(f"{line}; card in {config.output}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,586 @@
+"""OpenVINO IR artifacts with a card: FP32, FP16 weights, INT8 through NNCF, or a Q/DQ ONNX read as is.
+
+``ir_from_onnx`` converts an ONNX artifact with ``ov.convert_model`` and writes it with
+``ov.save_model``. ``save_model`` compresses float weights to FP16 *by default*; here it does so only
+when FP16 is asked for, so an FP32 IR really holds FP32 weights. INT8 comes from one of two places:
+
+- NNCF post-training quantization (``nncf.quantize``) fed by the calibration array through a thin
+  adapter (:func:`calibration_dataset`), optionally accuracy-controlled
+  (``nncf.quantize_with_accuracy_control``) by the NME on held-out annotated faces;
+- a Q/DQ ONNX from :mod:`export.ort`, which OpenVINO reads directly (Q/DQ pairs become
+  FakeQuantize), so one calibration serves ONNX Runtime, TensorRT and OpenVINO.
+
+The landmark decode stays outside the model, as everywhere: the validation function decodes with
+:mod:`export.evaluation`, so its NME is the NME every other command reports.
+
+``openvino`` and ``nncf`` are optional dependencies, imported only when needed; a missing one fails
+before any work with the install command in the message.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from export.artifact import CardMismatch, ExportError, bytes_sha256, load_onnx, tool_versions
+from export.calibration import CalibrationError, CalibrationSet, read_calibration_array
+from export.evaluation import FaceCrops, ModelLoadError, OnnxRunner, crop_faces, frame_points, nme
+from export.qdq import qdq_summary
+from runtime.annotations import read_pts_folder
+from runtime.card import Card, read_card, sidecar_path, write_card
+from runtime.errors import EdgemarkError, UsageError, unknown_name
+
+logger = logging.getLogger(__name__)
+
+PRESETS = ("performance", "mixed")
+# Where the card is embedded in the IR (``<rt_info><edgemark><card value="..."/>``); the sidecar is the reference.
+RT_INFO_PATH = ("edgemark", "card")
+# NME budgets and results are in percent points of inter-ocular NME, as export.verify reports them.
+NME_NORMALISATION = "inter_ocular"
+
+
+def require_openvino(nncf: bool = False) -> None:
+    """Fail before any work when ``openvino`` (or ``nncf`` for INT8) is not installed."""
+    missing = [
+        name for name in ("openvino", "nncf" if nncf else None) if name and importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        what = " and ".join(f"`{name}`" for name in missing)
+        raise UsageError(
+            f"OpenVINO export needs the {what} package{'s' if len(missing) > 1 else ''}; not installed. "
+            "Install them with `pip install edgemark[openvino]` (openvino>=2024.0, nncf>=2.10)"
+        )
+
+
+@dataclass(frozen=True)
+class IrConfig:
+    """What :func:`ir_from_onnx` makes and how; bad combinations are rejected here, before any work.
+
+    Attributes:
+        model: ONNX artifact with a card (float, or Q/DQ INT8 from ``python -m export.ort``).
+        output: the ``.xml`` to write (its ``.bin`` beside it, card in ``<output>.json``).
+        fp16: store float weights as FP16 (``save_model(compress_to_fp16=True)``).
+        int8: quantize with NNCF post-training quantization.
+        calibration: calibration array for ``int8``.
+        subset_size: calibration samples NNCF uses at most.
+        preset: ``performance`` (symmetric activations) or ``mixed`` (asymmetric activations).
+        ignore_first_conv_and_head: leave the first convolution and the last Conv/MatMul in float.
+        max_nme_drop: accuracy-controlled INT8: NNCF reverts layers to float until the inter-ocular
+            NME on ``val_faces`` is at most this many percent points worse than the float model's.
+        val_faces: folder of annotated faces; with ``max_nme_drop`` it drives the accuracy control,
+            and in every mode the IR is compared with the ONNX model on them (written to the card).
+    """
+
+    model: Path
+    output: Path
+    fp16: bool = False
+    int8: bool = False
+    calibration: Path | None = None
+    subset_size: int = 300
+    preset: str = "performance"
+    ignore_first_conv_and_head: bool = False
+    max_nme_drop: float | None = None
+    val_faces: Path | None = None
+
+    def __post_init__(self):
+        if self.int8 and self.calibration is None:
+            raise UsageError("--int8 needs --calib CALIB.npz (a calibration array; see export.calibration)")
+        if not self.int8:
+            given = [
+                flag
+                for flag, value in (
+                    ("--calib", self.calibration is not None),
+                    ("--ignore-first-conv-and-head", self.ignore_first_conv_and_head),
+                    ("--max-nme-drop", self.max_nme_drop is not None),
+                )
+                if value
+            ]
+            if given:
+                raise UsageError(f"{', '.join(given)} only make sense with --int8; add --int8 or drop them")
+        if self.int8 and self.fp16:
+            raise UsageError(
+                "--fp16 cannot be combined with --int8: OpenVINO keeps a quantized model's float parts as they are "
+                "(save_model ignores compress_to_fp16 for it); drop --fp16"
+            )
+        if self.preset not in PRESETS:
+            raise unknown_name("preset", self.preset, PRESETS)
+        if self.subset_size < 1:
+            raise UsageError(f"--subset-size must be at least 1, got {self.subset_size}")
+        if self.max_nme_drop is not None:
+            if self.max_nme_drop < 0:
+                raise UsageError(f"--max-nme-drop must be >= 0 (percent points of NME), got {self.max_nme_drop}")
+            if self.val_faces is None:
+                raise UsageError("--max-nme-drop needs --val-faces DIR (annotated faces held out from calibration)")
+
+
+class OpenVinoRunner:
+    """The smallest useful OpenVINO backend: read an IR (or ONNX), compile, describe the input, run, close.
+
+    Args:
+        model: ``.xml`` IR (its ``.bin`` beside it) or ``.onnx`` file.
+        device: OpenVINO device name.
+        threads: inference threads (``None``: OpenVINO's default).
+        inference_precision: ``INFERENCE_PRECISION_HINT``; ``"f32"`` (default) computes in FP32 so
+            a comparison measures the artifact, not the device (CPUs with AMX default to bf16, ARM
+            to f16). ``None`` keeps the device's default, as a deployment would.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        device: str = "CPU",
+        threads: int | None = None,
+        inference_precision: str | None = "f32",
+    ):
+        import openvino as ov
+
+        model = Path(model)
+        if not model.is_file():
+            raise ModelLoadError(f"{model}: not found; pass an existing .xml IR or .onnx model")
+        config: dict[str, Any] = {}
+        if inference_precision:
+            config["INFERENCE_PRECISION_HINT"] = inference_precision
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            core = ov.Core()
+            self._compiled = core.compile_model(core.read_model(str(model)), device, config)
+        except Exception as error:  # noqa: BLE001 - OpenVINO raises RuntimeError with multi-line text
+            raise ModelLoadError(f"{model}: OpenVINO cannot load it on {device} ({_first_line(error)})") from None
+        inputs = self._compiled.inputs
+        if len(inputs) != 1:
+            raise ModelLoadError(f"{model}: expected one image input, found {len(inputs)}")
+        self._input = inputs[0]
+        self.input_name: str = inputs[0].get_any_name()
+        # e.g. [None, 3, 112, 112]: None where the dimension is dynamic
+        self.input_shape: list[int | None] = [
+            None if dim.is_dynamic else dim.get_length() for dim in inputs[0].get_partial_shape()
+        ]
+        self.output_names: list[str] = [output.get_any_name() for output in self._compiled.outputs]
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the model insists on, or ``None`` when the batch dimension is dynamic."""
+        return self.input_shape[0] if self.input_shape else None
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on ``feeds`` and return every output by name."""
+        results = self._compiled(feeds)
+        return {name: results[output] for name, output in zip(self.output_names, self._compiled.outputs)}
+
+    def run(self, inputs: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """First output for (N, 3, S, S) ``inputs``, run in batches (size 1 when the batch is fixed at 1)."""
+        batch_size = self.fixed_batch or batch_size
+        outputs = []
+        for start in range(0, len(inputs), batch_size):
+            chunk = np.ascontiguousarray(inputs[start : start + batch_size], dtype=np.float32)
+            outputs.append(self.infer({self.input_name: chunk})[self.output_names[0]])
+        return np.concatenate(outputs, axis=0)
+
+    def close(self) -> None:
+        """Release the compiled model."""
+        self._compiled = None
+
+
+def calibration_dataset(calibration: CalibrationSet, input_name: str):
+    """NNCF's view of a calibration array: one (1, 3, S, S) sample per item, fed by input name.
+
+    One sample per item because NNCF's ``subset_size`` counts items and a model may fix its batch at 1.
+    """
+    import nncf
+
+    return nncf.Dataset(list(calibration.chunks(1)), lambda sample: {input_name: sample})
+
+
+def validation_items(crops: FaceCrops) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One ``(input (1, 3, S, S), truth (1, K, 2), matrix (1, 2, 3))`` item per annotated face."""
+    return [
+        (crops.inputs[i : i + 1], crops.truth[i : i + 1], crops.matrices[i : i + 1]) for i in range(len(crops.inputs))
+    ]
+
+
+def nme_validation_fn(card: Card) -> Callable[[Any, Iterable], tuple[float, list[float]]]:
+    """NNCF's ``validation_fn`` for landmarks: the negated NME in percent, overall and per face.
+
+    NNCF's accuracy control assumes *higher is better* (``nncf.quantization.algorithms.
+    accuracy_control.algorithm.calculate_accuracy_drop``: drop = initial - quantized), so the metric
+    is ``-NME``; with ``DropType.ABSOLUTE`` its ``max_drop`` is then in NME percent points. Per-face
+    values put NNCF in its metric mode, where it ranks layers by their effect on each face's NME.
+    Decoding and scoring are export.evaluation's, so the NME is the one every command reports.
+    """
+
+    def validate(compiled_model, items: Iterable) -> tuple[float, list[float]]:
+        items = list(items)
+        output = compiled_model.output(0)
+        input_name = compiled_model.input(0).get_any_name()
+        raw = np.concatenate([compiled_model({input_name: inputs})[output] for inputs, _, _ in items])
+        truth = np.concatenate([truth for _, truth, _ in items])
+        matrices = np.concatenate([matrix for _, _, matrix in items])
+        per_face = nme(frame_points(raw, card, matrices), truth, card, NME_NORMALISATION) * 100
+        return -float(per_face.mean()), [-float(value) for value in per_face]
+
+    return validate
+
+
+def ir_from_onnx(config: IrConfig) -> Card:
+    """Convert an ONNX artifact to an OpenVINO IR with its card (FP32, FP16 weights or INT8).
+
+    Everything is checked before conversion (model, card, calibration array, faces); the IR is saved
+    into a temporary folder beside the output and moved into place with its sidecar card, so a
+    failure leaves no partial ``.xml``/``.bin``.
+
+    Returns:
+        The IR's card.
+
+    Raises:
+        UsageError: missing optional packages or a bad flag combination.
+        ExportError, CardError, CardMismatch, CalibrationError: one line, nothing written.
+    """
+    require_openvino(nncf=config.int8)
+    import openvino as ov
+
+    started = time.perf_counter()
+    output = check_ir_output_path(config.output, config.model)
+    model = load_onnx(config.model)
+    card = read_card(config.model)
+    quantized_onnx = _check_precision(model, card, config.model)
+    if config.int8 and quantized_onnx:
+        raise UsageError(
+            f"{config.model} is already INT8 Q/DQ; OpenVINO reads its Q/DQ directly: drop --int8 and --calib"
+        )
+    if quantized_onnx and config.fp16:
+        raise UsageError(
+            f"{config.model} is INT8 Q/DQ: save_model ignores compress_to_fp16 for quantized models; drop --fp16"
+        )
+    if config.int8 and card.precision != "fp32":
+        raise CardMismatch(f"{config.model}: card says precision {card.precision}; quantize the fp32 artifact")
+    calibration = read_calibration_array(config.calibration) if config.int8 else None
+    if calibration is not None:
+        check_calibration(calibration, card, config.calibration)
+    crops = _validation_crops(config.val_faces, card, calibration) if config.val_faces else None
+
+    try:
+        ov_model = ov.convert_model(str(config.model))
+    except Exception as error:  # noqa: BLE001 - OpenVINO's frontends raise several types with multi-line text
+        raise ExportError(
+            f"{config.model}: OpenVINO cannot convert it ({_first_line(error)}); nothing written"
+        ) from None
+    logger.info("converted %s to OpenVINO in %.1f s", config.model, time.perf_counter() - started)
+
+    quantization: dict[str, Any] = {}
+    if config.int8:
+        ov_model, quantization = _quantized(ov_model, config, card, calibration, crops)
+
+    if quantized_onnx or config.int8:
+        precision, weights = "int8", "int8"
+    elif config.fp16 or card.precision == "fp16":
+        precision, weights = "fp16", "fp16"
+    else:
+        precision, weights = "fp32", "fp32"
+    new_card = card.with_changes(
+        format="openvino",
+        precision=precision,
+        calibration=({**calibration.summary(), **quantization} if calibration is not None else dict(card.calibration)),
+        tools={**card.tools, **tool_versions("openvino", *(("nncf",) if config.int8 else ()))},
+        extra={
+            **card.extra,
+            "parent": str(config.model),
+            "parent_sha256": bytes_sha256(Path(config.model).read_bytes()),
+            "parent_precision": card.precision,
+            "openvino": {
+                "weights": weights,
+                "compress_to_fp16": config.fp16,
+                "int8_from": "nncf" if config.int8 else ("onnx_qdq" if quantized_onnx else None),
+            },
+        },
+    )
+    new_card = save_ir(ov_model, new_card, output, config.fp16, config.model if crops is not None else None, crops)
+    logger.info(
+        "made %s (%s, %s weights) from %s in %.1f s",
+        output,
+        precision,
+        weights,
+        config.model,
+        time.perf_counter() - started,
+    )
+    return new_card
+
+
+def save_ir(
+    ov_model,
+    card: Card,
+    output: Path,
+    compress_to_fp16: bool,
+    reference: Path | None = None,
+    crops: FaceCrops | None = None,
+) -> Card:
+    """Write ``ov_model`` as ``output`` (+ ``.bin``) with its card, atomically.
+
+    With ``reference`` and ``crops``, the saved IR (as written: compression included) is first run
+    against the reference ONNX on those faces and the comparison goes into ``card.extra["evaluation"]``.
+
+    Returns:
+        The card as written.
+    """
+    import openvino as ov
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    binary = output.with_suffix(".bin")
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as temporary:
+        staged = Path(temporary) / output.name
+        if reference is not None and crops is not None:
+            probe = Path(temporary) / "probe.xml"
+            ov.save_model(ov_model, str(probe), compress_to_fp16=compress_to_fp16)
+            evaluation = ir_against_onnx(probe, reference, crops, card)
+            card = card.with_changes(extra={**card.extra, "evaluation": evaluation})
+        ov_model.set_rt_info(json.dumps(card.to_dict(), sort_keys=True), list(RT_INFO_PATH))
+        ov.save_model(ov_model, str(staged), compress_to_fp16=compress_to_fp16)
+        try:
+            os.replace(staged.with_suffix(".bin"), binary)
+            os.replace(staged, output)
+            write_card(output, card)
+        except BaseException:
+            output.unlink(missing_ok=True)
+            binary.unlink(missing_ok=True)
+            raise
+    logger.info(
+        "wrote %s + %s (%.1f MB, %s %s) and %s",
+        output,
+        binary.name,
+        binary.stat().st_size / 1e6,
+        card.precision,
+        card.format,
+        sidecar_path(output).name,
+    )
+    return card
+
+
+def ir_against_onnx(ir: Path, reference: Path, crops: FaceCrops, card: Card) -> dict[str, Any]:
+    """Run an IR (OpenVINO, FP32 compute) and its ONNX reference (ONNX Runtime) on face crops; compare.
+
+    Returns:
+        ``faces``, ``max_abs_output_diff``, inter-ocular NME (percent) of both and the change.
+    """
+    runner = OpenVinoRunner(ir)
+    try:
+        ir_output = runner.run(crops.inputs)
+    finally:
+        runner.close()
+    onnx_runner = OnnxRunner(reference)
+    try:
+        reference_output = onnx_runner.run(crops.inputs)
+    finally:
+        onnx_runner.close()
+    scores = {
+        name: float(nme(frame_points(raw, card, crops.matrices), crops.truth, card, NME_NORMALISATION).mean() * 100)
+        for name, raw in (("ir", ir_output), ("reference", reference_output))
+    }
+    report = {
+        "faces": len(crops.inputs),
+        "reference": str(reference),
+        "max_abs_output_diff": float(np.max(np.abs(ir_output - reference_output))),
+        "nme_inter_ocular": scores,
+        "nme_change": scores["ir"] - scores["reference"],
+    }
+    logger.info(
+        "IR vs ONNX on %d faces: max abs %.2e, NME %.3f %% vs %.3f %% (%+.3f)",
+        report["faces"],
+        report["max_abs_output_diff"],
+        scores["ir"],
+        scores["reference"],
+        report["nme_change"],
+    )
+    return report
+
+
+def check_ir_output_path(output: str | Path, source: str | Path) -> Path:
+    """Refuse an output that is not an ``.xml`` file name or that would overwrite its input."""
+    output = Path(output)
+    if output.suffix != ".xml":
+        raise UsageError(f"{output}: the output must be an .xml file name (its .bin and .xml.json go beside it)")
+    if output.is_dir():
+        raise UsageError(f"{output}: is a directory; pass a file name like model.xml")
+    if Path(source).exists() and output.with_suffix(".bin").resolve() == Path(source).resolve():
+        raise UsageError(f"{output}: its .bin would overwrite the input; choose another output name")
+    return output
+
+
+def check_calibration(calibration: CalibrationSet, card: Card, path: Path) -> None:
+    """The samples must exist, have the model's input size and (when the manifest says) its preprocessing."""
+    size = card.input_size
+    if len(calibration) < 1:
+        raise CalibrationError(f"{path}: holds no samples; build it from at least one face (300 is NNCF's default)")
+    if calibration.inputs.shape[1:] != (3, size, size):
+        raise CalibrationError(
+            f"{path}: samples are {calibration.inputs.shape[1:]} but the model takes (3, {size}, {size}); "
+            "build the calibration array with this model's card"
+        )
+    preprocessing = calibration.manifest.get("preprocessing") if isinstance(calibration.manifest, dict) else None
+    if preprocessing:
+        expected = json.loads(
+            json.dumps(
+                {
+                    "input_size": size,
+                    "crop_rule": card.crop_rule.to_dict(),
+                    "normalisation": card.normalisation.to_dict(),
+                }
+            )
+        )
+        differing = sorted(key for key in expected if key in preprocessing and preprocessing[key] != expected[key])
+        if differing:
+            raise CalibrationError(
+                f"{path}: made with another {', '.join(differing)} than this model's card "
+                f"({', '.join(f'{k}={preprocessing[k]}' for k in differing)}); rebuild it with this model's card"
+            )
+
+
+def _quantized(ov_model, config: IrConfig, card: Card, calibration: CalibrationSet, crops: FaceCrops | None):
+    """NNCF INT8 of ``ov_model``, plain or accuracy-controlled; returns the model and the card's record."""
+    import nncf
+
+    started = time.perf_counter()
+    ignored = first_conv_and_head(ov_model) if config.ignore_first_conv_and_head else []
+    options: dict[str, Any] = {
+        "preset": nncf.QuantizationPreset(config.preset),
+        "subset_size": config.subset_size,
+        "ignored_scope": nncf.IgnoredScope(names=ignored) if ignored else None,
+    }
+    dataset = calibration_dataset(calibration, card.input_name)
+    if len(calibration) < config.subset_size:
+        logger.info("calibrating on all %d samples (fewer than --subset-size %d)", len(calibration), config.subset_size)
+    record: dict[str, Any] = {
+        "method": "nncf_ptq",
+        "preset": config.preset,
+        "subset_size": min(config.subset_size, len(calibration)),
+        "ignored": ignored,
+    }
+    try:
+        if config.max_nme_drop is None:
+            quantized = nncf.quantize(ov_model, dataset, **options)
+        else:
+            validate = nme_validation_fn(card)
+            items = validation_items(crops)
+            quantized = nncf.quantize_with_accuracy_control(
+                ov_model,
+                dataset,
+                nncf.Dataset(items, lambda item: {card.input_name: item[0]}),
+                validate,
+                max_drop=config.max_nme_drop,
+                drop_type=nncf.DropType.ABSOLUTE,
+                **options,
+            )
+    except EdgemarkError:
+        raise
+    except Exception as error:  # noqa: BLE001 - NNCF raises its own and backend errors
+        raise ExportError(
+            f"{config.model}: NNCF could not quantize it ({_first_line(error)}); nothing written"
+        ) from None
+    if config.max_nme_drop is not None:
+        record.update(_accuracy_control_record(ov_model, quantized, card, crops, config))
+    logger.info(
+        "quantized with NNCF (%s preset, %d samples%s) in %.1f s",
+        config.preset,
+        record["subset_size"],
+        f", float: {', '.join(ignored)}" if ignored else "",
+        time.perf_counter() - started,
+    )
+    return quantized, record
+
+
+def _accuracy_control_record(float_model, quantized, card: Card, crops: FaceCrops, config: IrConfig) -> dict:
+    """Measure what the accuracy control reached; refuse a result over budget rather than write it."""
+    import openvino as ov
+
+    validate = nme_validation_fn(card)
+    items = validation_items(crops)
+    core = ov.Core()
+    nmes = {}
+    for name, candidate in (("float", float_model), ("int8", quantized)):
+        compiled = core.compile_model(candidate, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        nmes[name] = -validate(compiled, items)[0]
+    drop = nmes["int8"] - nmes["float"]
+    if drop > config.max_nme_drop + 1e-9:
+        raise ExportError(
+            f"accuracy-controlled INT8 is {drop:.3f} NME points worse than float on {config.val_faces} "
+            f"(budget --max-nme-drop {config.max_nme_drop}); nothing written. Raise the budget, add calibration "
+            "samples, or try --ignore-first-conv-and-head"
+        )
+    return {
+        "accuracy_control": {
+            "max_nme_drop": config.max_nme_drop,
+            "metric": f"-NME {NME_NORMALISATION} % (higher is better, NNCF's convention)",
+            "val_faces": str(config.val_faces),
+            "faces": len(items),
+            "nme_float": nmes["float"],
+            "nme_int8": nmes["int8"],
+            "nme_drop": drop,
+            "fake_quantize_nodes": sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ordered_ops()),
+        }
+    }
+
+
+def first_conv_and_head(ov_model) -> list[str]:
+    """Names of the first convolution and of the last Conv/MatMul (the head), for NNCF's ignored scope."""
+    weighted = [
+        op.get_friendly_name()
+        for op in ov_model.get_ordered_ops()
+        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")
+    ]
+    if not weighted:
+        raise UsageError("--ignore-first-conv-and-head: the model has no Convolution or MatMul")
+    return list(dict.fromkeys([weighted[0], weighted[-1]]))
+
+
+def _check_precision(model: onnx.ModelProto, card: Card, path: Path) -> bool:
+    """Whether the model is Q/DQ INT8; the card's precision must agree."""
+    quantized = qdq_summary(model)["dequantize_linear"] > 0
+    if quantized and card.precision != "int8":
+        raise CardMismatch(f"{path}: has Q/DQ nodes but its card says precision {card.precision}; re-export it")
+    if card.precision == "int8" and not quantized:
+        raise CardMismatch(f"{path}: card says int8 but the model has no Q/DQ nodes; re-export it")
+    return quantized
+
+
+def _validation_crops(faces: Path, card: Card, calibration: CalibrationSet | None) -> FaceCrops:
+    samples = read_pts_folder(faces)
+    if calibration is not None:
+        calibrated = {
+            Path(str(entry.get("image", ""))).name
+            for entry in calibration.manifest.get("samples", [])
+            if isinstance(entry, dict)
+        }
+        overlap = sorted(sample.image.name for sample in samples if sample.image.name in calibrated)
+        if overlap:
+            logger.warning(
+                "%d validation faces are also calibration samples (%s): the NME they give is optimistic",
+                len(overlap),
+                ", ".join(overlap[:3]),
+            )
+    return crop_faces(samples, card)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:300]
+
+
+def read_ir_card(xml: str | Path) -> Card | None:
+    """The card embedded in an IR's ``rt_info``, or ``None`` (the sidecar stays the reference)."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    if not model.has_rt_info(list(RT_INFO_PATH)):
+        return None
+    return Card.from_dict(json.loads(model.get_rt_info(list(RT_INFO_PATH)).astype(str)))
