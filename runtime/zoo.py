@@ -1,0 +1,277 @@
+"""Model zoo: public third-party landmark models, downloaded once, verified, and given a card.
+
+``fetch_model("pfld_ghostone")`` downloads the file on first use (progress bar, sha256 checked while
+streaming, written atomically), imports it with the same card flags as ``python -m export.onnx
+--import`` and returns the ready artifact; later calls return the cached artifact without touching
+the network. Nothing half-written is ever left in the cache.
+
+Cache: ``$EDGEMARK_CACHE/models`` (default ``~/.cache/edgemark/models``), one folder per model holding
+the downloaded file and the artifact ``<name>.onnx`` with its card ``<name>.onnx.json``. The download
+base URL can be overridden with ``EDGEMARK_ZOO_URL`` (a mirror, or a local server in tests).
+
+Offline: put the file named in the error message at the path it gives (the message also gives the
+sha256) and call again; the import then runs locally.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.card import CardError, read_card, sidecar_path
+from runtime.errors import EdgemarkError, unknown_name
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "EDGEMARK_CACHE"
+URL_ENV = "EDGEMARK_ZOO_URL"
+DEFAULT_CACHE = Path("~/.cache/edgemark")
+CHUNK_BYTES = 1 << 16
+
+
+class ZooError(EdgemarkError):
+    """A model that could not be fetched, verified or imported; says where to put the file by hand."""
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One downloadable model and the facts needed to make it an artifact.
+
+    Attributes:
+        name: zoo name (``pfld_ghostone``).
+        file_name: the file's name at the source.
+        sha256: hex SHA-256 of that file.
+        base_url: folder URL the file is downloaded from (``<base_url>/<file_name>``).
+        licence: licence of the model weights.
+        source: where it comes from (project and paper/repository).
+        description: one line for listings.
+        import_flags: the card flags of ``python -m export.onnx --import`` for this model.
+    """
+
+    name: str
+    file_name: str
+    sha256: str
+    base_url: str
+    licence: str
+    source: str
+    description: str
+    import_flags: tuple[str, ...]
+
+    def url(self, base_url: str | None = None) -> str:
+        return f"{(base_url or self.base_url).rstrip('/')}/{self.file_name}"
+
+
+# The card of ../shared/data/README.md: 112x112 BGR input, (x/255 - 0.5) / 0.5, 98 (x, y) pairs in
+# [0, 1] of the crop, crop = 1.2 x the longer side of the landmarks' box, WFLW-98 layout.
+PFLD_IMPORT_FLAGS = (
+    "--layout", "wflw98", "--input-size", "112", "--channel-order", "BGR",
+    "--mean", "0.5", "0.5", "0.5", "--std", "0.5", "0.5", "0.5",
+    "--output-kind", "coords", "--crop-scale", "1.2", "--crop-box", "landmarks",
+)  # fmt: skip
+PFLD_BASE_URL = "https://github.com/AnthonyF333/PFLD_GhostOne/raw/main/onnx_models"
+PFLD_SOURCE = "AnthonyF333/PFLD_GhostOne (GitHub), onnx_models/"
+
+ZOO: dict[str, ZooEntry] = {
+    entry.name: entry
+    for entry in (
+        ZooEntry(
+            name="pfld_ghostone",
+            file_name="PFLD_GhostOne_112_1_opt_sim.onnx",
+            sha256="74d1a83932af79c2689d9371b21f32d014552f089985f076e832e89cb18f41e8",
+            base_url=PFLD_BASE_URL,
+            licence="Apache-2.0",
+            source=PFLD_SOURCE,
+            description="PFLD-GhostOne, WFLW 98 points, 112x112 BGR, coords output (reported WFLW NME 5.21 %)",
+            import_flags=PFLD_IMPORT_FLAGS,
+        ),
+        ZooEntry(
+            name="pfld_ghostnet",
+            file_name="PFLD_GhostNet_112_1_opt_sim.onnx",
+            sha256="81321e3246bb4cf87bf932f38bd8a146feb4ea5d45dbfcb5572b5a447f9d3b0a",
+            base_url=PFLD_BASE_URL,
+            licence="Apache-2.0",
+            source=PFLD_SOURCE,
+            description="PFLD-GhostNet, WFLW 98 points, 112x112 BGR, coords output (reported WFLW NME 5.35 %)",
+            import_flags=PFLD_IMPORT_FLAGS,
+        ),
+        ZooEntry(
+            name="pfld_ghostnet_slim",
+            file_name="PFLD_GhostNet_Slim_112_1_opt_sim.onnx",
+            sha256="ff82819d3169b8e5b5c721fb7704a364dddcd3e9c4ae5e55ad161adcedb6265b",
+            base_url=PFLD_BASE_URL,
+            licence="Apache-2.0",
+            source=PFLD_SOURCE,
+            description="PFLD-GhostNet-Slim, WFLW 98 points, 112x112 BGR, coords output (reported WFLW NME 5.41 %)",
+            import_flags=PFLD_IMPORT_FLAGS,
+        ),
+    )
+}
+
+
+def zoo_entry(name: str) -> ZooEntry:
+    """The zoo entry called ``name``; unknown names raise a UsageError with did-you-mean."""
+    try:
+        return ZOO[name]
+    except KeyError:
+        raise unknown_name("zoo model", name, list(ZOO)) from None
+
+
+def cache_root() -> Path:
+    """``$EDGEMARK_CACHE/models``, or ``~/.cache/edgemark/models``."""
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser() / "models"
+
+
+def model_paths(name: str, cache_dir: str | Path | None = None) -> tuple[Path, Path]:
+    """(downloaded file, artifact) paths of a zoo model in the cache."""
+    entry = zoo_entry(name)
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
+    folder = folder / entry.name
+    return folder / entry.file_name, folder / f"{entry.name}.onnx"
+
+
+def fetch_model(
+    name: str = "pfld_ghostone",
+    cache_dir: str | Path | None = None,
+    base_url: str | None = None,
+    progress: bool = True,
+    timeout_s: float = 30.0,
+) -> Path:
+    """A ready artifact (``.onnx`` + card sidecar) of a zoo model, downloading it on first use.
+
+    Args:
+        name: zoo name (see :data:`ZOO`).
+        cache_dir: models cache folder (default: ``$EDGEMARK_CACHE/models`` or ``~/.cache/edgemark/models``).
+        base_url: download folder URL overriding the entry's (default: ``$EDGEMARK_ZOO_URL`` if set).
+        progress: show a progress bar while downloading (on a terminal).
+        timeout_s: network timeout per connection/read.
+
+    Returns:
+        Path of the artifact; load it with :func:`runtime.backends.load_backend`.
+
+    Raises:
+        UsageError: unknown model name.
+        ZooError: network failure, HTTP error, checksum mismatch or a failed import; one line naming
+            where to put the file by hand and its sha256. Nothing partial is left in the cache.
+    """
+    entry = zoo_entry(name)
+    download, artifact = model_paths(name, cache_dir)
+    if _artifact_ready(artifact, entry):
+        return artifact
+    if download.is_file():
+        actual = file_sha256(download)
+        if actual != entry.sha256:
+            raise ZooError(
+                f"{download}: sha256 {actual} is not the expected {entry.sha256}; delete it (or replace it with "
+                f"{entry.url()}) and run again"
+            )
+        logger.info("using %s already in the cache", download)
+    else:
+        url = entry.url(base_url or os.environ.get(URL_ENV) or None)
+        download_verified(url, download, entry, progress=progress, timeout_s=timeout_s)
+    return import_download(entry, download, artifact)
+
+
+def _artifact_ready(artifact: Path, entry: ZooEntry) -> bool:
+    if not (artifact.is_file() and sidecar_path(artifact).is_file()):
+        return False
+    try:
+        return read_card(artifact).source_sha256 == entry.sha256
+    except CardError:
+        return False
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _manual(entry: ZooEntry, destination: Path) -> str:
+    return f"download {entry.url()} by hand and put it at {destination} (sha256 {entry.sha256}), then run again"
+
+
+def download_verified(
+    url: str, destination: Path, entry: ZooEntry, progress: bool = True, timeout_s: float = 30.0
+) -> Path:
+    """Stream ``url`` into a temporary file beside ``destination``, check its sha256, rename it into place.
+
+    Raises:
+        ZooError: any network, HTTP, disk or checksum failure (the temporary file is removed).
+    """
+    from tqdm import tqdm
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
+    started = time.perf_counter()
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            try:
+                request = urllib.request.Request(url, headers={"User-Agent": "edgemark-zoo"})
+                with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                    total = int(response.headers.get("Content-Length") or 0) or None
+                    # disable=None: a bar on a terminal, silence in logs and CI.
+                    with tqdm(
+                        total=total, unit="B", unit_scale=True, desc=entry.name, disable=None if progress else True
+                    ) as bar:
+                        while chunk := response.read(CHUNK_BYTES):
+                            stream.write(chunk)
+                            digest.update(chunk)
+                            size += len(chunk)
+                            bar.update(len(chunk))
+                    if total is not None and size != total:
+                        raise ZooError(
+                            f"download of {url} stopped after {size} of {total} bytes; run again, or "
+                            f"{_manual(entry, destination)}"
+                        )
+            except urllib.error.HTTPError as error:
+                raise ZooError(
+                    f"{url} answered HTTP {error.code} {error.reason}; {_manual(entry, destination)}"
+                ) from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as error:
+                reason = getattr(error, "reason", None) or error
+                raise ZooError(f"could not download {url} ({reason}); offline? {_manual(entry, destination)}") from None
+        actual = digest.hexdigest()
+        if actual != entry.sha256:
+            raise ZooError(
+                f"{url} sent {size} bytes with sha256 {actual}, not the expected {entry.sha256}; nothing was kept. "
+                f"Check the mirror, or {_manual(entry, destination)}"
+            )
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, destination)
+    except OSError as error:  # disk full, permissions: not a network problem
+        Path(temporary).unlink(missing_ok=True)
+        raise ZooError(
+            f"cannot write {destination} ({error.strerror or error}); set {CACHE_ENV} to a writable folder"
+        ) from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    logger.info("downloaded %s (%.1f MB, sha256 ok) in %.1f s", destination, size / 1e6, time.perf_counter() - started)
+    return destination
+
+
+def import_download(entry: ZooEntry, download: Path, artifact: Path) -> Path:
+    """Give a verified download its card: the ``python -m export.onnx --import`` library call."""
+    # export/ is the one place that makes artifacts; it is imported only when a model needs importing.
+    from export.onnx import build_parser, config_from_args
+    from export.onnx_export import onnx_from_third_party
+
+    config = config_from_args(
+        build_parser().parse_args(["--import", str(download), "-o", str(artifact), *entry.import_flags])
+    )
+    try:
+        onnx_from_third_party(config.model, config.output, config.card, config.dynamic_batch)
+    except EdgemarkError as error:
+        raise ZooError(f"{entry.name}: import of {download} failed ({error})") from None
+    return artifact
