@@ -68,3 +68,30 @@ def pfld_onnx() -> Path:
 def face_video() -> Path:
     """The real close-up face video (275 frames, 450x680)."""
     return _require(VIDEO)
+
+
+@pytest.fixture(scope="session")
+def pfld_artifact(pfld_onnx, tmp_path_factory) -> Path:
+    """The PFLD-GhostOne model imported once per test run with its card (the zoo's import flags)."""
+    from export.onnx import main as export_onnx
+    from runtime.zoo import PFLD_IMPORT_FLAGS
+
+    output = tmp_path_factory.mktemp("pfld") / "pfld.onnx"
+    assert export_onnx(["--import", str(pfld_onnx), "-o", str(output), *PFLD_IMPORT_FLAGS]) == 0
+    return output
+
+
+@pytest.fixture(scope="session")
+def video_frames(face_video) -> list:
+    """Every frame of the real close-up video, decoded once."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(face_video))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames

@@ -1,0 +1,345 @@
+"""``python -m runtime.track``: landmarks on a webcam, a video or a folder of images.
+
+Examples:
+  python -m runtime.track webcam                                   # default model (downloaded once)
+  python -m runtime.track 1 --model pfld_int8.onnx --smooth kalman # camera index 1
+  python -m runtime.track face.mp4 --out annotated.mp4 --csv landmarks.csv
+  python -m runtime.track frames/ --model model.xml --backend openvino --json landmarks.json
+  python -m runtime.track face.mp4 --detector yunet:face_detection_yunet_2023mar.onnx --show
+
+With a display (and an OpenCV build with GUI support) --show opens a window with the landmarks and
+FPS; press q or Esc to stop. Headless, the annotated video and the per-frame landmarks are written
+(default: <source>_landmarks.mp4 and .csv in the current folder). End of stream and Ctrl-C write
+the outputs and exit 0. A bad frame is logged and skipped; the stream goes on.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from runtime.errors import EdgemarkError, UsageError, cli_main
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
+MAX_CAMERA_INDEX = 4
+
+
+class SourceError(EdgemarkError):
+    """A camera, video or folder that cannot be read."""
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    source: str
+    model: str = ""  # empty: the default zoo model
+    backend: str = ""
+    device: str = "cpu"
+    threads: int = 0
+    detector: str = "haar"
+    detector_scale: float = 0.5
+    smooth: str = "one_euro"
+    redetect_every: int = 30
+    max_faces: int = 4
+    show: bool = False
+    out: str = ""
+    csv_path: str = ""
+    json_path: str = ""
+    max_frames: int = 0
+
+
+# ---------------------------------------------------------------------------------------------- sources
+def open_source(source: str) -> tuple[Iterator[tuple[np.ndarray | None, float | None]], int, float, str]:
+    """Frames of a camera, video file or image folder.
+
+    Returns:
+        (iterator of (frame or None for an unreadable one, timestamp in seconds or None),
+        frame count or 0 when unknown, frames per second, a name for output files).
+    """
+    if source == "webcam" or source.isdigit():
+        return _camera(source)
+    path = Path(source)
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise SourceError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        return ((cv2.imread(str(p)), None) for p in images), len(images), 30.0, path.name
+    if not path.exists():
+        raise SourceError(f"{source}: no such file, folder or camera; expected 'webcam', a camera index, a video or an image folder")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise SourceError(f"{path}: OpenCV cannot open this video (unsupported codec or not a video file)")
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or 0
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    ok, first = capture.read()
+    if not ok:
+        capture.release()
+        raise SourceError(f"{path}: OpenCV opened it but could not decode a single frame; is the file complete?")
+
+    def frames():
+        index = 0
+        frame = first
+        try:
+            while frame is not None:
+                yield frame, index / fps
+                index += 1
+                ok, frame = capture.read()
+                if not ok:
+                    return
+        finally:
+            capture.release()
+
+    return frames(), count, fps, path.stem
+
+
+def _camera(source: str):
+    indices = [int(source)] if source.isdigit() else list(range(MAX_CAMERA_INDEX))
+    tried = []
+    for index in indices:
+        capture = cv2.VideoCapture(index)
+        if capture.isOpened():
+            ok, first = capture.read()
+            if ok:
+                fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+
+                def frames(capture=capture, first=first):
+                    started = time.perf_counter()
+                    frame = first
+                    try:
+                        while True:
+                            yield frame, time.perf_counter() - started
+                            ok, frame = capture.read()
+                            if not ok:
+                                yield None, time.perf_counter() - started  # a dropped frame, keep going
+                    finally:
+                        capture.release()
+
+                return frames(), 0, fps, f"camera{index}"
+        capture.release()
+        tried.append(str(index))
+    devices = sorted(str(p) for p in Path("/dev").glob("video*"))
+    raise SourceError(
+        f"no camera could be opened (tried index {', '.join(tried)} through OpenCV; /dev/video*: "
+        f"{', '.join(devices) or 'none'}); pass a video file or an image folder instead"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+def draw(frame: np.ndarray, faces, fps: float) -> np.ndarray:
+    """The frame with each face's landmarks, id and the FPS drawn on it."""
+    canvas = frame.copy()
+    radius = max(1, round(min(frame.shape[:2]) / 300))
+    for face in faces:
+        for x, y in face.points:
+            cv2.circle(canvas, (int(round(x)), int(round(y))), radius, (0, 255, 0), -1, cv2.LINE_AA)
+        x1, y1 = face.box[:2]
+        cv2.putText(canvas, f"#{face.track_id}", (int(x1), max(12, int(y1) - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                    (0, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(canvas, f"{fps:5.1f} FPS", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 255), 2, cv2.LINE_AA)
+    return canvas
+
+
+class Outputs:
+    """Annotated video, CSV and JSON, each written to a temporary file and renamed on close."""
+
+    def __init__(self, config: TrackConfig, fps: float):
+        self.config = config
+        self.fps = fps
+        self.video = None
+        self.rows: list[list] = []
+        self.frames_json: list[dict] = []
+        self.temporary: dict[str, Path] = {}
+
+    def _temporary(self, final: str) -> Path:
+        path = Path(final)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
+        self.temporary[final] = temporary
+        return temporary
+
+    def write(self, frame: np.ndarray | None, result, fps: float) -> None:
+        if self.config.out and frame is not None:
+            if self.video is None:
+                height, width = frame.shape[:2]
+                self.size = (width, height)
+                self.video = cv2.VideoWriter(
+                    str(self._temporary(self.config.out)), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size
+                )
+                if not self.video.isOpened():
+                    raise SourceError(f"{self.config.out}: OpenCV cannot write this video (try a .mp4 or .avi name)")
+            canvas = draw(frame, result.faces, fps)
+            if canvas.shape[1::-1] != self.size:  # a size change mid-stream: keep the file's size
+                canvas = cv2.resize(canvas, self.size)
+            self.video.write(canvas)
+        for face in result.faces:
+            if self.config.csv_path:
+                self.rows.append([result.index, face.track_id, f"{face.confidence:.4f}",
+                                  *np.round(face.points.reshape(-1), 2).tolist()])
+        if self.config.json_path:
+            self.frames_json.append({
+                "frame": result.index,
+                "error": result.error or None,
+                "faces": [{"id": f.track_id, "confidence": None if np.isnan(f.confidence) else f.confidence,
+                           "points": np.round(f.points, 2).tolist()} for f in result.faces],
+            })
+
+    def close(self) -> list[str]:
+        """Finish every output and move it into place; returns the paths written."""
+        written = []
+        if self.video is not None:
+            self.video.release()
+            os.replace(self.temporary[self.config.out], self.config.out)
+            written.append(self.config.out)
+        if self.config.csv_path:
+            temporary = self._temporary(self.config.csv_path)
+            points = max((len(row) - 3) // 2 for row in self.rows) if self.rows else 0
+            with open(temporary, "w", newline="") as stream:
+                writer = csv.writer(stream)
+                writer.writerow(["frame", "face_id", "confidence", *[f"{a}{i}" for i in range(points) for a in "xy"]])
+                writer.writerows(self.rows)
+            os.replace(temporary, self.config.csv_path)
+            written.append(self.config.csv_path)
+        if self.config.json_path:
+            temporary = self._temporary(self.config.json_path)
+            temporary.write_text(json.dumps({"frames": self.frames_json}))
+            os.replace(temporary, self.config.json_path)
+            written.append(self.config.json_path)
+        return written
+
+
+def display_available() -> bool:
+    """True when a window can be opened: a display and an OpenCV build with a GUI backend."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("win32", "darwin")):
+        return False
+    return "GUI" in cv2.getBuildInformation() and "NONE" not in cv2.getBuildInformation().split("GUI:")[1].split("\n")[0]
+
+
+# ---------------------------------------------------------------------------------------------- main loop
+def run_tracker(config: TrackConfig) -> dict:
+    """Track ``config.source`` and write the requested outputs; returns a summary."""
+    from runtime.backends.registry import load_backend
+    from runtime.detect import make_detector
+    from runtime.landmarker import Landmarker
+    from runtime.tracker import Tracker, TrackerConfig
+
+    frames, count, fps, name = open_source(config.source)
+    model = config.model
+    if not model:
+        from runtime.zoo import fetch_model
+
+        model = str(fetch_model())
+    backend = load_backend(model, config.backend or None, device=config.device, threads=config.threads or None)
+    detector = make_detector(config.detector, scale=config.detector_scale)
+    tracker = Tracker(Landmarker(backend), detector, TrackerConfig(
+        smoothing=config.smooth, fps=fps, redetect_every=config.redetect_every, max_faces=config.max_faces))
+    show = config.show
+    if show and not display_available():
+        logger.warning("--show: no display or no GUI in this OpenCV build (opencv-python-headless); writing files instead")
+        show = False
+    if not show and not (config.out or config.csv_path or config.json_path):
+        config = TrackConfig(**{**config.__dict__, "out": f"{name}_landmarks.mp4", "csv_path": f"{name}_landmarks.csv"})
+        logger.info("no display: writing %s and %s", config.out, config.csv_path)
+    outputs = Outputs(config, fps)
+    progress = None
+    if count and not show:
+        from tqdm import tqdm
+
+        progress = tqdm(total=min(count, config.max_frames or count), desc="tracking", unit="frame", leave=False)
+    processed = with_faces = bad = 0
+    smoothed_fps = 0.0
+    started = time.perf_counter()
+    try:
+        for frame, timestamp in frames:
+            result = tracker.process(frame, timestamp)
+            processed += 1
+            with_faces += bool(result.faces)
+            bad += bool(result.error)
+            instant = 1.0 / max(result.seconds, 1e-6)
+            smoothed_fps = instant if smoothed_fps == 0 else 0.9 * smoothed_fps + 0.1 * instant
+            usable = None if result.error else tracker_frame(frame)
+            outputs.write(usable, result, smoothed_fps)
+            if show and usable is not None:
+                cv2.imshow("edgemark", draw(usable, result.faces, smoothed_fps))
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    break
+            if progress is not None:
+                progress.update(1)
+            if config.max_frames and processed >= config.max_frames:
+                break
+    except KeyboardInterrupt:
+        logger.info("interrupted: writing what was tracked so far")
+    finally:
+        if progress is not None:
+            progress.close()
+        written = outputs.close()
+        backend.close()
+        if show:
+            cv2.destroyAllWindows()
+    seconds = time.perf_counter() - started
+    if processed and not with_faces:
+        raise SourceError(f"{config.source}: no face found in any of {processed} frames (detector '{config.detector}'); "
+                          "check the lighting, or try --detector yunet:FILE.onnx")
+    return {"frames": processed, "frames_with_faces": with_faces, "bad_frames": bad, "seconds": seconds,
+            "written": written}
+
+
+def tracker_frame(frame) -> np.ndarray | None:
+    """The frame as it should be drawn on (BGR uint8), or None when it cannot be drawn."""
+    from runtime.landmarker import FrameError, as_bgr
+
+    try:
+        return as_bgr(frame)
+    except FrameError:
+        return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime.track", description="Track facial landmarks in a video, camera or image folder.",
+        epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("source", nargs="?", default="webcam", help="webcam, a camera index, a video file or an image folder")
+    parser.add_argument("--model", default="", help="artifact with a card (.onnx, .xml, .engine, .pt); default: the zoo's PFLD-GhostOne")
+    parser.add_argument("--backend", default="", help="onnxruntime, openvino, tensorrt or torch (default: by file suffix)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, GPU (backend-specific)")
+    parser.add_argument("--threads", type=int, default=0, help="inference threads (0: backend default)")
+    parser.add_argument("--detector", default="haar", help="haar, haar:FILE.xml or yunet:FILE.onnx")
+    parser.add_argument("--detector-scale", type=float, default=0.5, help="detect on a copy scaled by this (speed)")
+    parser.add_argument("--smooth", default="one_euro", help="one_euro, ema, kalman or none")
+    parser.add_argument("--redetect-every", type=int, default=30, help="re-run the detector every N frames (0: only when lost)")
+    parser.add_argument("--max-faces", type=int, default=4)
+    parser.add_argument("--show", action="store_true", help="open a window (needs a display)")
+    parser.add_argument("--out", default="", help="annotated video to write (.mp4)")
+    parser.add_argument("--csv", dest="csv_path", default="", help="per-frame landmarks as CSV")
+    parser.add_argument("--json", dest="json_path", default="", help="per-frame landmarks as JSON")
+    parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: end of stream)")
+    return parser
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = TrackConfig(**vars(args))
+    if config.redetect_every < 0 or config.max_faces < 1 or not 0 < config.detector_scale <= 1:
+        raise UsageError("--redetect-every must be >= 0, --max-faces >= 1 and --detector-scale in (0, 1]")
+    summary = run_tracker(config)
+    print(f"{summary['frames']} frames, a face in {summary['frames_with_faces']}, {summary['bad_frames']} bad, "
+          f"{summary['frames'] / max(summary['seconds'], 1e-9):.1f} FPS overall")
+    for path in summary["written"]:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

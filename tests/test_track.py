@@ -1,0 +1,158 @@
+"""The tracker on the real close-up video and through bad frames, and the track command's outputs and errors."""
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from runtime.backends.registry import load_backend
+from runtime.detect import make_detector
+from runtime.landmarker import Landmarker
+from runtime.smoothing import face_size
+from runtime.track import main as track_main
+from runtime.tracker import Tracker, TrackerConfig, track_frames
+
+
+@pytest.fixture(scope="module")
+def tracker(pfld_artifact):
+    with load_backend(pfld_artifact, "onnxruntime", threads=1) as backend:
+        yield Tracker(Landmarker(backend), make_detector("haar", scale=0.5), TrackerConfig())
+
+
+def test_tracks_the_real_face_in_every_frame_continuously(tracker, video_frames, face_video):
+    result = track_frames(tracker, video_frames)
+    points = result["points"]  # (T, 98, 2) smoothed
+    assert result["frames"] == 275 and result["faces_found"] == 275
+    # Inside the face: brows, eyes and nose (33-75, 96-97) lie in Haar's box of the same frame
+    # (enlarged by 10 %); the mouth (76-95) lies below the nose tip, above the chin and between the
+    # jaw's ends; the jaw contour lies in the frame. (Haar's box ends at the lips of a yawning face.)
+    detector = make_detector("haar", scale=0.5)
+    height, width = video_frames[0].shape[:2]
+    for index in range(0, 275, 25):
+        boxes, _ = detector.detect(video_frames[index])
+        x1, y1, x2, y2 = boxes[0]
+        margin = 0.1 * (x2 - x1)
+        face = points[index]
+        upper = np.concatenate([face[33:76], face[96:98]])
+        assert ((upper[:, 0] > x1 - margin) & (upper[:, 0] < x2 + margin)).all(), index
+        assert ((upper[:, 1] > y1 - margin) & (upper[:, 1] < y2 + margin)).all(), index
+        mouth = face[76:96]
+        assert (mouth[:, 1] > face[54, 1]).all() and (mouth[:, 1] < face[16, 1]).all(), index
+        assert (mouth[:, 0] > face[0, 0]).all() and (mouth[:, 0] < face[32, 0]).all(), index
+        contour = face[:33]
+        assert (contour >= 0).all() and (contour[:, 0] < width).all() and (contour[:, 1] < height).all(), index
+    # Continuous: the face centre never jumps more than a fifth of the face size between frames,
+    # and the size changes smoothly.
+    centres = points.mean(axis=1)
+    sizes = np.array([face_size(p) for p in points])
+    steps = np.linalg.norm(np.diff(centres, axis=0), axis=1) / sizes[1:]
+    assert steps.max() < 0.2, steps.max()
+    assert np.abs(np.diff(sizes) / sizes[1:]).max() < 0.15
+
+
+def test_bad_frames_do_not_stop_the_tracker(tracker, video_frames):
+    tracker.reset()
+    frame = video_frames[0]
+    results = [
+        tracker.process(frame),
+        tracker.process(None),  # a dropped frame
+        tracker.process(np.zeros((0, 0, 3), np.uint8)),  # empty
+        tracker.process(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)),  # grayscale
+        tracker.process(cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)),  # 4 channels
+        tracker.process(cv2.resize(frame, None, fx=0.5, fy=0.5)),  # size change: re-detect
+        tracker.process(video_frames[1]),
+    ]
+    assert [bool(r.error) for r in results] == [False, True, True, False, False, False, False]
+    assert all(len(r.faces) == 1 for i, r in enumerate(results) if i not in (1, 2))
+    assert results[5].detected  # the new size forced a re-detection
+    assert results[0].faces[0].track_id == results[4].faces[0].track_id  # same face, same id
+
+
+def test_two_faces_keep_their_ids(tracker, video_frames):
+    tracker.reset()
+    ids = []
+    for frame in video_frames[:40]:
+        small = cv2.resize(frame, None, fx=0.5, fy=0.5)
+        pair = np.hstack([small, cv2.flip(small, 1)])  # the face and its mirror image, side by side
+        faces = sorted(tracker.process(pair).faces, key=lambda face: face.box[0])
+        ids.append(tuple(face.track_id for face in faces))
+    assert all(len(pair) == 2 for pair in ids), ids[:5]
+    assert len(set(ids)) == 1, "ids changed while both faces stayed in view"
+
+
+def test_track_command_writes_video_csv_and_json(pfld_artifact, face_video, tmp_path):
+    out, table, frames_json = tmp_path / "x.mp4", tmp_path / "x.csv", tmp_path / "x.json"
+    code = track_main([str(face_video), "--model", str(pfld_artifact), "--out", str(out), "--csv", str(table),
+                       "--json", str(frames_json), "--threads", "1"])
+    assert code == 0
+    capture = cv2.VideoCapture(str(out))
+    count, first = 0, None
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        first = frame if first is None else first
+        count += 1
+    assert count == 275 and first.shape == (680, 450, 3)
+    with open(table, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 275 and len(rows[0]) == 3 + 2 * 98
+    # The landmarks are drawn: green dots where the CSV says.
+    x, y = round(float(rows[0]["x54"])), round(float(rows[0]["y54"]))
+    patch = first[y - 2 : y + 3, x - 2 : x + 3].reshape(-1, 3)
+    assert (patch[:, 1] > 200).any() and (patch[:, 2] < 100).any()
+    assert len(json.loads(frames_json.read_text())["frames"]) == 275
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_image_folder_without_faces_and_bad_sources(pfld_artifact, pfld_onnx, tmp_path, capsys):
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(blank / f"{index}.png"), np.full((120, 160, 3), 127, np.uint8))
+    assert track_main([str(blank), "--model", str(pfld_artifact), "--csv", str(tmp_path / "b.csv")]) == 1
+    assert "no face found in any of 3 frames" in capsys.readouterr().err
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 100)
+    assert track_main([str(broken), "--model", str(pfld_artifact)]) == 1
+    assert "cannot open this video" in capsys.readouterr().err
+    assert track_main([str(tmp_path / "missing.mp4"), "--model", str(pfld_artifact)]) == 1
+    assert "no such file, folder or camera" in capsys.readouterr().err
+    no_card = tmp_path / "model.onnx"  # the third-party file as downloaded: no sidecar, no metadata
+    no_card.write_bytes(pfld_onnx.read_bytes())
+    code = track_main([str(blank), "--model", str(no_card)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith("error: ") and "card" in err[-1]
+
+
+def test_no_camera_lists_what_was_tried(pfld_artifact, capsys):
+    if sorted(__import__("pathlib").Path("/dev").glob("video*")):
+        pytest.skip("this machine has a camera")
+    assert track_main(["webcam", "--model", str(pfld_artifact)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no camera could be opened (tried index 0, 1, 2, 3" in err
+
+
+def test_ctrl_c_flushes_outputs(pfld_artifact, face_video, tmp_path, monkeypatch):
+    import runtime.track as track
+
+    real_open = track.open_source
+
+    def interrupted_after_ten(source):
+        frames, count, fps, name = real_open(source)
+
+        def generator():
+            for index, item in enumerate(frames):
+                if index == 10:
+                    raise KeyboardInterrupt
+                yield item
+
+        return generator(), count, fps, name
+
+    monkeypatch.setattr(track, "open_source", interrupted_after_ten)
+    table = tmp_path / "x.csv"
+    assert track_main([str(face_video), "--model", str(pfld_artifact), "--csv", str(table)]) == 0
+    assert len(table.read_text().splitlines()) == 11  # header + 10 frames
