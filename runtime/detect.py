@@ -21,7 +21,7 @@ clipped to the frame: a face partly outside keeps its full size, which the crop 
 Speed: ``scale < 1`` detects on a copy resized by that factor (``cv2.INTER_AREA``) and maps the
 boxes back; ``min_size`` is a fraction of the frame's shorter side, so it means the same at any
 scale. Frames that are ``None``, empty or of an unexpected shape give an empty result (with a
-warning); grayscale, single-channel, BGRA, 16-bit and float frames are converted.
+warning); grayscale, single-channel and BGRA frames are converted (:func:`runtime.frames.as_bgr`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from runtime.errors import EdgemarkError, UsageError, did_you_mean, unknown_name
+from runtime.frames import FrameError, as_bgr
 
 logger = logging.getLogger(__name__)
 
@@ -115,35 +116,6 @@ def _empty() -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((0, 4), dtype=np.float32), np.zeros((0,), dtype=np.float32)
 
 
-def as_bgr(frame) -> np.ndarray | None:
-    """Convert a frame to contiguous uint8 BGR (H, W, 3), or ``None`` when it cannot be a frame.
-
-    Grayscale (H, W) or (H, W, 1) is expanded, BGRA drops alpha, uint16 keeps its high byte, float
-    is read as [0, 1] when its maximum is at most 1 and as [0, 255] otherwise.
-    """
-    if frame is None:
-        return None
-    frame = np.asarray(frame)
-    if frame.size == 0 or frame.ndim not in (2, 3) or min(frame.shape[:2]) < 1:
-        return None
-    if frame.ndim == 3 and frame.shape[2] not in (1, 3, 4):
-        return None
-    if frame.dtype == np.uint16:
-        frame = (frame >> 8).astype(np.uint8)
-    elif np.issubdtype(frame.dtype, np.floating):
-        finite = np.nan_to_num(frame.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        top = float(finite.max()) if finite.size else 0.0
-        frame = np.clip(finite * (255.0 if top <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
-    elif frame.dtype != np.uint8:
-        return None
-    if frame.ndim == 3 and frame.shape[2] == 1:
-        frame = frame[..., 0]
-    if frame.ndim == 2:
-        return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_GRAY2BGR)
-    if frame.shape[2] == 4:
-        return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGRA2BGR)
-    return np.ascontiguousarray(frame)
-
 
 class FaceDetector:
     """Base class: converts the frame, downscales, delegates to ``_detect`` and maps boxes back.
@@ -161,17 +133,17 @@ class FaceDetector:
         """Find faces in one frame.
 
         Args:
-            frame_bgr: (H, W, 3) uint8 BGR frame (other layouts are converted, see :func:`as_bgr`).
+            frame_bgr: (H, W, 3) uint8 BGR frame (grayscale and BGRA are converted, see :func:`runtime.frames.as_bgr`).
 
         Returns:
             (F, 4) float32 boxes ``x1, y1, x2, y2`` in frame pixels (pixel centres at integers),
             largest area first, and (F,) float32 scores. Empty arrays when there is no face or the
             frame is unusable.
         """
-        image = as_bgr(frame_bgr)
-        if image is None:
-            shape = None if frame_bgr is None else getattr(frame_bgr, "shape", type(frame_bgr).__name__)
-            logger.warning("%s detector: unusable frame (%s), no faces", self.name, shape)
+        try:
+            image = as_bgr(frame_bgr)
+        except FrameError as error:
+            logger.warning("%s detector: no faces in an unusable frame (%s)", self.name, error)
             return _empty()
         height, width = image.shape[:2]
         scale = self.params.scale

@@ -9,7 +9,8 @@ import pytest
 from runtime import detect as detectlib
 from runtime.annotations import read_pts_folder
 from runtime.crop import landmark_box
-from runtime.detect import DETECTORS, DetectorError, FaceDetector, HaarParams, as_bgr, make_detector, parse_spec
+from runtime.detect import DETECTORS, DetectorError, FaceDetector, HaarParams, make_detector, parse_spec
+from runtime.frames import as_bgr
 from runtime.errors import UsageError
 from runtime.jitter import synthetic_sequence
 
@@ -142,6 +143,8 @@ def test_bad_frames_never_crash(haar, frontal_face):
         np.zeros((2, 3, 4, 5), np.uint8),
         np.zeros((10, 10), bool),
         np.zeros((1, 1, 3), np.uint8),
+        image.astype(np.float32) / 255,  # not 8-bit: rejected with a warning (runtime.frames.as_bgr)
+        image.astype(np.uint16) * 257,
     ):
         boxes, scores = haar.detect(frame)
         assert boxes.shape == (0, 4) and scores.shape == (0,)
@@ -151,8 +154,6 @@ def test_bad_frames_never_crash(haar, frontal_face):
         gray,
         gray[..., None],
         cv2.cvtColor(image, cv2.COLOR_BGR2BGRA),
-        image.astype(np.float32) / 255,
-        image.astype(np.uint16) * 257,
         image[:, :, ::-1][:, :, ::-1],
     )
     for frame in converted:
