@@ -1,9 +1,10 @@
-"""Run an ONNX artifact on annotated faces: a minimal ONNX Runtime backend plus the landmarker math.
+"""Run an ONNX artifact on annotated faces: an in-memory ONNX Runtime runner plus the runtime's landmark math.
 
 Export uses this to check what it made (import checks, INT8 accuracy, ``python -m export.verify``).
-The runtime's backend registry will later own the general version; this one is deliberately small:
-the backend only loads a model and runs ``infer(feeds) -> outputs``, and cropping, normalisation,
-decoding and back-projection to the frame live once, in the functions below, driven by the card.
+:class:`OnnxRunner` also runs models that exist only in memory (checks before anything is written);
+cropping, normalisation, decoding and back-projection to the frame are the runtime landmarker's
+(:func:`runtime.landmarker.crop_inputs` / :func:`runtime.landmarker.decode_output`), so export
+verifies exactly what the tracker runs.
 
 Coordinate conventions: pixel centres are at integers in the frame and in the input square
 (:func:`runtime.crop.crop_matrix`). A ``coords`` output holds (x, y) pairs normalised to the crop's
@@ -22,9 +23,9 @@ import numpy as np
 
 from runtime.annotations import Sample
 from runtime.card import Card
-from runtime.crop import apply, crop_matrix, invert, landmark_box, normalise, warp
+from runtime.crop import landmark_box
 from runtime.errors import EdgemarkError
-from runtime.heatmap import decode, heatmap_to_input
+from runtime.landmarker import crop_inputs, decode_output
 from runtime.layouts import get_layout, to_68
 from runtime.metrics import nme_per_image
 
@@ -129,39 +130,28 @@ def face_box(sample: Sample, card: Card) -> np.ndarray:
 
 
 def crop_faces(samples: Sequence[Sample], card: Card) -> FaceCrops:
-    """Cut every sample with the card's crop rule and normalise it as the model expects."""
-    size = card.input_size
-    crops, matrices = [], []
+    """Cut every sample with the card's crop rule and normalise it as the model expects.
+
+    The cutting is the runtime landmarker's own (:func:`runtime.landmarker.crop_inputs`), so what is
+    verified here is what runs on the edge.
+    """
+    inputs, matrices = [], []
     for sample in samples:
-        matrix = crop_matrix(face_box(sample, card), card.crop_rule, size)
-        crops.append(warp(read_image(sample.image), matrix, size))
-        matrices.append(matrix)
+        # The box is already the kind the rule starts from: no detector/landmark conversion.
+        face_inputs, face_matrices = crop_inputs(read_image(sample.image), face_box(sample, card), card, card.crop_rule.box)
+        inputs.append(face_inputs)
+        matrices.append(face_matrices)
     return FaceCrops(
-        inputs=normalise(np.stack(crops), card.normalisation),
-        matrices=np.stack(matrices),
+        inputs=np.concatenate(inputs),
+        matrices=np.concatenate(matrices),
         truth=np.stack([np.asarray(sample.points, dtype=np.float64) for sample in samples]),
         images=[str(sample.image) for sample in samples],
     )
 
 
-def input_points(output: np.ndarray, card: Card) -> np.ndarray:
-    """Decode a batch of raw outputs to (N, K, 2) points in input-square pixels.
-
-    Args:
-        output: (N, 2K) normalised coordinates for ``coords`` cards, (N, K, H, W) heatmaps otherwise.
-        card: the artifact's card.
-    """
-    if card.output_kind == "coords":
-        points = np.asarray(output, dtype=np.float64).reshape(len(output), card.num_points, 2)
-        return points * card.input_size - 0.5
-    coords, _ = decode(np.asarray(output, dtype=np.float32), card.decode)
-    return heatmap_to_input(coords.astype(np.float64), card.heatmap_stride)
-
-
 def frame_points(output: np.ndarray, card: Card, matrices: np.ndarray) -> np.ndarray:
-    """Decode raw outputs and map the points back to frame pixels with each crop's inverse matrix."""
-    points = input_points(output, card)
-    return np.stack([apply(invert(matrix), face) for matrix, face in zip(matrices, points)])
+    """Decode raw outputs and map the points back to frame pixels (the runtime landmarker's decoding)."""
+    return decode_output(output, card, matrices)[0]
 
 
 def comparable_points(predicted: np.ndarray, truth: np.ndarray, card: Card) -> tuple[np.ndarray, str]:
