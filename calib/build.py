@@ -33,7 +33,6 @@ tests check.
 from __future__ import annotations
 
 import collections
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from calib.styles import STYLES, apply_style, get_style, style_seed
 from export.calibration import CalibrationSet, read_calibration_array, write_calibration_array
 from export.evaluation import face_box, read_image
 from runtime.annotations import IMAGE_SUFFIXES, Sample, read_avs_root, read_dataset
-from runtime.card import Card, read_card
+from runtime.card import Card, file_sha256, read_card
 from runtime.crop import apply, crop_matrix, invert, normalise, warp
 from runtime.errors import EdgemarkError, UsageError
 
@@ -149,13 +148,6 @@ class Candidate:
     variant: int = 0
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's content."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class HashCache:

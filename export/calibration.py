@@ -13,7 +13,6 @@ builds one from a folder of annotated real faces (the control set, and what the 
 from __future__ import annotations
 
 import collections
-import hashlib
 import io
 import json
 import logging
@@ -25,7 +24,7 @@ import numpy as np
 
 from export.evaluation import crop_faces
 from runtime.annotations import Sample, read_pts_folder
-from runtime.card import Card, atomic_write_bytes
+from runtime.card import Card, atomic_write_bytes, file_sha256
 from runtime.errors import EdgemarkError
 
 logger = logging.getLogger(__name__)
@@ -108,15 +107,9 @@ def read_calibration_array(path: str | Path) -> CalibrationSet:
         manifest = json.loads(manifest_text) if manifest_text else {}
     except json.JSONDecodeError as error:
         raise CalibrationError(f"{path}: 'manifest' is not valid JSON ({error})") from None
-    return CalibrationSet(inputs, manifest, path, _file_sha256(path))
+    return CalibrationSet(inputs, manifest, path, file_sha256(path))
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_calibration_array(path: str | Path, inputs: np.ndarray, manifest: dict[str, Any] | None = None) -> Path:

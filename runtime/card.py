@@ -6,6 +6,7 @@ C++ demo read only the card; nothing is guessed from file names.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -127,6 +128,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's content, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_card(artifact: str | Path, card: Card) -> Path:

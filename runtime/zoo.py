@@ -25,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.card import CardError, read_card, sidecar_path
+from runtime.card import CardError, file_sha256, read_card, sidecar_path
 from runtime.errors import EdgemarkError, unknown_name
 
 logger = logging.getLogger(__name__)
@@ -187,12 +187,6 @@ def _artifact_ready(artifact: Path, entry: ZooEntry) -> bool:
         return False
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _manual(entry: ZooEntry, destination: Path) -> str:

@@ -10,14 +10,13 @@ A checkpoint is a ``torch.save`` dict::
 """
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from runtime.card import Card, atomic_write_bytes
+from runtime.card import Card, atomic_write_bytes, file_sha256
 from runtime.crop import CropRule, Normalisation
 from runtime.errors import EdgemarkError
 
@@ -53,12 +52,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_from_checkpoint(path: str | Path, num_points: int | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
