@@ -1,0 +1,182 @@
+"""The report on real PFLD FP32 / INT8 artifacts and a broken one: every output, failures as rows, the browser view."""
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from runtime import report as report_module
+from runtime.card import read_card, sidecar_path
+from runtime.errors import EdgemarkError
+from runtime.report import (
+    ReportError,
+    expand_artifacts,
+    find_chromium,
+    main,
+    screenshot_html,
+)
+
+pytest.importorskip("matplotlib", reason="the report's plots need matplotlib (pip install matplotlib)")
+
+
+def _chromium() -> str | None:
+    try:
+        return find_chromium()
+    except ReportError:
+        return None
+
+
+CHROMIUM = _chromium()
+# The report's table header colour (#1f4e79) and failed-row colour (#fde8e8), as BGR.
+HEADER_BGR = np.array([121, 78, 31])
+FAILED_BGR = np.array([232, 232, 253])
+
+
+@pytest.fixture(scope="module")
+def artifacts(pfld_artifact, faces68_dir, tmp_path_factory):
+    """PFLD FP32, an ONNX Runtime INT8 Q/DQ made from it on four of the faces, and a broken artifact."""
+    from export.calibration import calibration_array_from_faces
+    from export.ort import main as export_ort
+    from runtime.annotations import read_pts_folder
+
+    folder = tmp_path_factory.mktemp("report_artifacts")
+    samples = read_pts_folder(faces68_dir)[:4]
+    calibration = folder / "calib.npz"
+    calibration_array_from_faces(samples, read_card(pfld_artifact), calibration)
+    int8 = folder / "pfld_int8.onnx"
+    assert export_ort(["--int8", str(pfld_artifact), "--calib", str(calibration), "-o", str(int8)]) == 0
+    broken = folder / "broken.onnx"
+    broken.write_bytes(b"this is not a protobuf")
+    shutil.copy(sidecar_path(pfld_artifact), sidecar_path(broken))
+    return {"fp32": pfld_artifact, "int8": int8, "broken": broken}
+
+
+@pytest.fixture(scope="module")
+def report(artifacts, faces68_dir, face_video, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    status = main(
+        [
+            "--artifacts", str(artifacts["fp32"]), str(artifacts["int8"]), str(artifacts["broken"]),
+            "--faces", str(faces68_dir), "--video", str(face_video), "--max-frames", "12",
+            "--synthetic-frames", "4", "--runs", "8", "--warmup", "2", "--rounds", "2", "--batch", "4",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert status == 0
+    return out
+
+
+def test_every_output_is_written(report):
+    for name in ("report.md", "report.html", "report.json", "latency_vs_nme.png", "ced.png", "smoothing_jitter.png"):
+        assert (report / name).is_file(), name
+    for name in ("latency_vs_nme.png", "ced.png", "smoothing_jitter.png"):
+        image = cv2.imread(str(report / name))
+        assert image is not None and image.shape[0] > 200 and image.std() > 10, name
+
+
+def test_rows_failures_and_nme_change_against_fp32(report, artifacts, faces68_dir):
+    from export.evaluation import VerifyConfig, verify_artifact
+
+    document = json.loads((report / "report.json").read_text())
+    fp32, int8, broken = document["artifacts"]
+    assert document["reference"] == fp32["name"] == "pfld.onnx"
+    assert document["machine"]["cpu"] and document["machine"]["libraries"]["onnxruntime"]
+    assert fp32["status"] == int8["status"] == "ok"
+    assert (fp32["precision"], int8["precision"]) == ("fp32", "int8")
+
+    # The broken artifact is a row with its reason at every stage; nothing was measured for it.
+    assert broken["status"] == "failed" and "ONNX Runtime cannot load it" in broken["reasons"]["load"]
+    assert broken["accuracy"] is None and broken["video"] is None and broken["speed"]["status"] == "failed"
+
+    # NME as export.verify computes it (crop from the annotation's landmark box, 98 -> 68 points).
+    verified = verify_artifact(VerifyConfig(artifacts["int8"], artifacts["fp32"], faces68_dir))
+    for row, name in ((int8, "artifact"), (fp32, "reference")):
+        accuracy = row["accuracy"]
+        assert accuracy["faces"] == 12 and accuracy["scored_layout"] == "ibug68"
+        assert accuracy["inter_ocular"]["nme"] == pytest.approx(verified["nme"][name]["inter_ocular"], abs=1e-6)
+        assert accuracy["box"]["nme"] == pytest.approx(verified["nme"][name]["box"], abs=1e-6)
+        assert 0 <= accuracy["inter_ocular"]["fr"] <= 100 and 0 < accuracy["inter_ocular"]["auc"] < 1
+        assert accuracy["wflw_subsets"] is None  # .pts files carry no WFLW attributes
+    assert fp32["accuracy"]["nme_change"]["inter_ocular"] == 0
+    change = int8["accuracy"]["nme_change"]["inter_ocular"]
+    assert change == pytest.approx(int8["accuracy"]["inter_ocular"]["nme"] - fp32["accuracy"]["inter_ocular"]["nme"])
+    assert change == pytest.approx(verified["nme_change"], abs=1e-6)
+
+    # Speed and tracking for the good rows.
+    for row in (fp32, int8):
+        assert row["speed"]["status"] == "ok" and row["speed"]["latency_ms"]["p50"] > 0
+        assert row["video"]["frames"] == 12 and row["video"]["faces_found"] == 12 and row["video"]["fps"] > 0
+        assert row["video"]["jitter_smoothed_percent"] < row["video"]["jitter_raw_percent"]
+    synthetic = document["synthetic"]
+    assert [r["method"] for r in synthetic["smoothers"]] == ["none", "one_euro", "ema", "kalman"]
+    assert [r["method"] for r in synthetic["decoders"]] == ["argmax", "centroid", "soft_argmax"]
+    assert any("AFLW2000" in note for note in document["notes"])
+    assert any("calibrated on 4 of these evaluation faces" in note for note in document["notes"])
+
+
+def test_markdown_and_html_carry_the_tables_and_the_broken_row(report):
+    markdown = (report / "report.md").read_text()
+    for heading in ("## Accuracy", "## Speed", "## Tracking the real video", "## Synthetic ground truth", "## Machine"):
+        assert heading in markdown
+    broken_line = next(line for line in markdown.splitlines() if line.startswith("| broken.onnx"))
+    assert "failed" in broken_line and "cannot load" in broken_line
+    assert "![Speed vs accuracy](latency_vs_nme.png)" in markdown
+
+    page = (report / "report.html").read_text()
+    # Self-contained: inline CSS, every plot a data URI, nothing fetched from elsewhere.
+    assert "<style>" in page and "<link" not in page and 'src="http' not in page
+    images = page.split('src="data:image/png;base64,')[1:]
+    assert len(images) == 3
+    png = base64.b64decode(images[0].split('"', 1)[0])
+    assert png.startswith(b"\x89PNG")
+    assert '<tr class="failed"><td class="l">broken.onnx' in page
+
+
+def test_reference_must_be_one_of_the_artifacts(artifacts, tmp_path, capsys):
+    status = main(["--artifacts", str(artifacts["fp32"]), "--reference", "other.onnx", "--out", str(tmp_path)])
+    assert status == 2
+    assert "--reference other.onnx is not one of the artifacts" in capsys.readouterr().err
+
+
+def test_screenshot_without_a_browser_fails_early_with_the_fix(artifacts, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(report_module.os, "access", lambda path, mode: False)
+    status = main(["--artifacts", str(artifacts["fp32"]), "--out", str(tmp_path), "--screenshot", "x.png"])
+    assert status == 1
+    assert "apt-get install chromium" in capsys.readouterr().err
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_all_artifacts_failing_gives_exit_status_1(artifacts, tmp_path):
+    out = tmp_path / "out"
+    assert main(["--artifacts", str(artifacts["broken"]), "--out", str(out), "--no-plots", "--runs", "2"]) == 1
+    document = json.loads((out / "report.json").read_text())
+    assert document["artifacts"][0]["status"] == "failed" and document["reference"] is None
+    assert "broken.onnx" in (out / "report.md").read_text()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium for the headless render (apt-get install chromium)")
+def test_the_page_renders_in_headless_chromium(report, tmp_path):
+    png = screenshot_html(report / "report.html", tmp_path / "page.png")
+    image = cv2.imread(str(png))
+    assert image.shape == (2400, 1280, 3)
+    assert image.std() > 20  # not a blank page
+    header = np.all(np.abs(image.astype(int) - HEADER_BGR) <= 6, axis=-1)
+    assert header.sum() > 5000  # the tables' header rows are drawn
+    rows_with_header = np.flatnonzero(header.sum(axis=1) > 300)
+    assert len(rows_with_header) and rows_with_header[0] < 1200  # the first table is near the top
+    failed = np.all(np.abs(image.astype(int) - FAILED_BGR) <= 6, axis=-1)
+    assert failed.sum() > 2000  # the broken artifact's row is highlighted
+
+
+def test_artifacts_expand_over_the_backends_that_read_them():
+    specs = expand_artifacts(["a.onnx", "b.xml", "c.onnx@onnxruntime"], ["onnxruntime", "openvino"], ["m.pt"])
+    assert [spec.label for spec in specs] == [
+        "a.onnx@onnxruntime", "a.onnx@openvino", "b.xml@openvino", "c.onnx@onnxruntime", "m.pt@torch",
+    ]  # fmt: skip
+    assert [spec.label for spec in expand_artifacts(["a.onnx"])] == ["a.onnx"]  # by suffix when run
+    assert issubclass(ReportError, EdgemarkError)
