@@ -6,6 +6,7 @@ Examples:
   python -m runtime.track face.mp4 --out annotated.mp4 --csv landmarks.csv
   python -m runtime.track frames/ --model model.xml --backend openvino --json landmarks.json
   python -m runtime.track face.mp4 --detector yunet:face_detection_yunet_2023mar.onnx --show
+  python -m runtime.track site_camera.mp4 --save-frames pseudo/ --save-every 10   # frames + .pts
 
 With a display (and an OpenCV build with GUI support) --show opens a window with the landmarks and
 FPS; press q or Esc to stop. Headless, the annotated video and the per-frame landmarks are written
@@ -56,6 +57,8 @@ class TrackConfig:
     out: str = ""
     csv_path: str = ""
     json_path: str = ""
+    save_frames: str = ""
+    save_every: int = 10
     max_frames: int = 0
 
 
@@ -186,6 +189,8 @@ class Outputs:
             if self.config.csv_path:
                 self.rows.append([result.index, face.track_id, f"{face.confidence:.4f}",
                                   *np.round(face.points.reshape(-1), 2).tolist()])
+        if self.config.save_frames and frame is not None and result.faces and result.index % self.config.save_every == 0:
+            save_pseudo_label(Path(self.config.save_frames), result.index, frame, result.faces[0].raw_points)
         if self.config.json_path:
             self.frames_json.append({
                 "frame": result.index,
@@ -218,6 +223,24 @@ class Outputs:
         return written
 
 
+def save_pseudo_label(folder: Path, index: int, frame: np.ndarray, points: np.ndarray) -> None:
+    """Write a frame and its tracked landmarks as ``frame_<index>.png`` + iBUG ``.pts``.
+
+    Pseudo-labels of deployment footage: ``python -m calib build --proxies FOLDER`` styles them into a
+    calibration set drawn from the scenes the model will see, disjoint from any annotated evaluation set.
+    """
+    from runtime.card import atomic_write_bytes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"frame_{index:06d}"
+    ok, encoded = cv2.imencode(".png", frame)
+    if not ok:
+        raise SourceError(f"{stem}.png: OpenCV could not encode the frame")
+    lines = ["version: 1", f"n_points: {len(points)}", "{", *(f"{x:.3f} {y:.3f}" for x, y in points), "}", ""]
+    atomic_write_bytes(stem.with_suffix(".pts"), "\n".join(lines).encode())
+    atomic_write_bytes(stem.with_suffix(".png"), encoded.tobytes())
+
+
 def display_available() -> bool:
     """True when a window can be opened: a display and an OpenCV build with a GUI backend."""
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("win32", "darwin")):
@@ -247,7 +270,7 @@ def run_tracker(config: TrackConfig) -> dict:
     if show and not display_available():
         logger.warning("--show: no display or no GUI in this OpenCV build (opencv-python-headless); writing files instead")
         show = False
-    if not show and not (config.out or config.csv_path or config.json_path):
+    if not show and not (config.out or config.csv_path or config.json_path or config.save_frames):
         config = TrackConfig(**{**config.__dict__, "out": f"{name}_landmarks.mp4", "csv_path": f"{name}_landmarks.csv"})
         logger.info("no display: writing %s and %s", config.out, config.csv_path)
     outputs = Outputs(config, fps)
@@ -323,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="", help="annotated video to write (.mp4)")
     parser.add_argument("--csv", dest="csv_path", default="", help="per-frame landmarks as CSV")
     parser.add_argument("--json", dest="json_path", default="", help="per-frame landmarks as JSON")
+    parser.add_argument("--save-frames", default="", metavar="DIR",
+                        help="write every Nth frame with its landmarks as .png + .pts (pseudo-labels for calib)")
+    parser.add_argument("--save-every", type=int, default=10, help="N for --save-frames")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: end of stream)")
     return parser
 
@@ -331,8 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = TrackConfig(**vars(args))
-    if config.redetect_every < 0 or config.max_faces < 1 or not 0 < config.detector_scale <= 1:
-        raise UsageError("--redetect-every must be >= 0, --max-faces >= 1 and --detector-scale in (0, 1]")
+    if config.redetect_every < 0 or config.max_faces < 1 or not 0 < config.detector_scale <= 1 or config.save_every < 1:
+        raise UsageError(
+            "--redetect-every must be >= 0, --max-faces >= 1, --save-every >= 1 and --detector-scale in (0, 1]"
+        )
     summary = run_tracker(config)
     print(f"{summary['frames']} frames, a face in {summary['frames_with_faces']}, {summary['bad_frames']} bad, "
           f"{summary['frames'] / max(summary['seconds'], 1e-9):.1f} FPS overall")

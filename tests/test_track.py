@@ -156,3 +156,16 @@ def test_ctrl_c_flushes_outputs(pfld_artifact, face_video, tmp_path, monkeypatch
     table = tmp_path / "x.csv"
     assert track_main([str(face_video), "--model", str(pfld_artifact), "--csv", str(table)]) == 0
     assert len(table.read_text().splitlines()) == 11  # header + 10 frames
+
+
+def test_pseudo_labels_feed_calibration(pfld_artifact, face_video, tmp_path):
+    from runtime.annotations import read_pts_folder
+
+    folder = tmp_path / "pseudo"
+    assert track_main([str(face_video), "--model", str(pfld_artifact), "--save-frames", str(folder),
+                       "--save-every", "25", "--max-frames", "100", "--threads", "1"]) == 0
+    samples = read_pts_folder(folder)
+    assert [s.image.name for s in samples] == [f"frame_{i:06d}.png" for i in (0, 25, 50, 75)]
+    first = cv2.imread(str(samples[0].image))
+    assert first.shape == (680, 450, 3) and samples[0].points.shape == (98, 2)
+    assert (samples[0].points > 0).all() and (samples[0].points[:, 0] < 450).all()
