@@ -199,13 +199,14 @@ class VerifyConfig:
 
 
 def predict_faces(model: str | Path, card: Card, samples: Sequence[Sample]) -> tuple[np.ndarray, FaceCrops]:
-    """Raw outputs of an ONNX artifact on annotated faces, and the crops they came from."""
+    """Raw outputs of an artifact (any runtime backend, chosen by suffix) on annotated faces, and their crops."""
+    from runtime.backends.registry import load_backend
+    from runtime.landmarker import Landmarker
+
     crops = crop_faces(samples, card)
-    runner = OnnxRunner(model)
-    try:
-        return runner.run(crops.inputs), crops
-    finally:
-        runner.close()
+    with load_backend(model) as backend:
+        output, _ = Landmarker(backend).run(crops.inputs)
+    return output, crops
 
 
 def verify_artifact(config: VerifyConfig) -> dict:
@@ -219,10 +220,8 @@ def verify_artifact(config: VerifyConfig) -> dict:
     from runtime.card import read_card
 
     for path in (config.artifact, config.reference):
-        if Path(path).suffix != ".onnx":
-            raise EdgemarkError(f"{path}: export.verify runs ONNX artifacts only (got '{Path(path).suffix}')")
         if not Path(path).is_file():
-            raise EdgemarkError(f"{path}: not found; pass an existing .onnx artifact")
+            raise EdgemarkError(f"{path}: not found; pass an existing artifact (.onnx, .xml, .engine) with a card")
     artifact_card, reference_card = read_card(config.artifact), read_card(config.reference)
     if (artifact_card.layout, artifact_card.num_points) != (reference_card.layout, reference_card.num_points):
         raise EdgemarkError(

@@ -28,9 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m export.verify", description="Compare an ONNX artifact with its reference on annotated faces."
     )
-    parser.add_argument("artifact", type=Path, help="the artifact to check (.onnx with a card)")
+    parser.add_argument("artifact", type=Path, help="the artifact to check (.onnx, OpenVINO .xml or TensorRT .engine, with a card)")
     parser.add_argument(
-        "--reference", type=Path, required=True, help="the artifact it was made from (.onnx with a card)"
+        "--reference", type=Path, required=True, help="the artifact it was made from (usually the FP32 .onnx)"
     )
     parser.add_argument("--images", type=Path, required=True, help="folder of images with .pts annotations")
     parser.add_argument(
