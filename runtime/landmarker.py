@@ -171,13 +171,20 @@ def crop_inputs(
     Returns:
         (F, 3, S, S) float32 model input and (F, 2, 3) frame -> input-square matrices.
     """
-    frame = as_bgr(frame)
-    boxes = rule_boxes(as_boxes(boxes), box_kind, card, conversion)
+    return _cut(as_bgr(frame), rule_boxes(as_boxes(boxes), box_kind, card, conversion), card)
+
+
+def _cut(frame: np.ndarray, boxes: np.ndarray, card: Card) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`crop_inputs` after its checks: (H, W, 3) uint8 BGR frame, (F, 4) boxes of the rule's kind."""
     size = card.input_size
     if len(boxes) == 0:
         return np.zeros((0, 3, size, size), np.float32), np.zeros((0, 2, 3))
-    matrices = np.stack([crop_matrix(box, card.crop_rule, size) for box in boxes])
-    crops = np.stack([warp(frame, matrix, size) for matrix in matrices])  # (F, S, S, 3) uint8 BGR
+    if len(boxes) == 1:  # the tracking case: skip the stacking copies
+        matrices = crop_matrix(boxes[0], card.crop_rule, size)[None]
+        crops = warp(frame, matrices[0], size)[None]
+    else:
+        matrices = np.stack([crop_matrix(box, card.crop_rule, size) for box in boxes])
+        crops = np.stack([warp(frame, matrix, size) for matrix in matrices])  # (F, S, S, 3) uint8 BGR
     return normalise(crops, card.normalisation), matrices
 
 
@@ -211,8 +218,11 @@ def decode_output(
             )
         heatmap_coords, confidence = decode(output.astype(np.float32, copy=False), decode_method or card.decode)
         points = heatmap_to_input(heatmap_coords.astype(np.float64), card.heatmap_stride)
-    frame_points = np.stack([apply(invert(m), p) for m, p in zip(matrices, points)]) if count else points
-    return frame_points, confidence.astype(np.float32)
+    if count == 1:
+        frame_points = apply(invert(matrices[0]), points[0])[None]
+    else:
+        frame_points = np.stack([apply(invert(m), p) for m, p in zip(matrices, points)]) if count else points
+    return frame_points, confidence.astype(np.float32, copy=False)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -269,10 +279,18 @@ class Landmarker:
             FrameError: a bad frame or box.
             BackendError: the backend rejected the input or returned an unexpected output.
         """
-        inputs, matrices = crop_inputs(frame, boxes, self.card, box_kind, self.box_conversion)
+        return self._predict_checked(as_bgr(frame), as_boxes(boxes), box_kind)
+
+    def _predict_checked(self, image: np.ndarray, boxes: np.ndarray, box_kind: str) -> Landmarks:
+        """:meth:`predict` for a frame already converted by :func:`as_bgr` and boxes already checked
+        by :func:`as_boxes` (the tracker's per-frame path, whose boxes come from plausible landmarks)."""
+        inputs, matrices = _cut(image, rule_boxes(boxes, box_kind, self.card, self.box_conversion), self.card)
         output, latency = self.run(inputs)
         points, confidence = decode_output(output, self.card, matrices, self.decode)
-        face_confidence = confidence.mean(axis=1).astype(np.float32)  # (F,), NaN for coords models
+        if self.card.output_kind == "coords":  # no per-point signal: NaN, as the mean of NaNs would be
+            face_confidence = np.full(len(confidence), np.nan, dtype=np.float32)
+        else:
+            face_confidence = confidence.mean(axis=1).astype(np.float32)  # (F,)
         return Landmarks(points, confidence, face_confidence, matrices, self.card.layout, latency)
 
     def predict_from_points(self, frame: np.ndarray, previous_points) -> Landmarks:

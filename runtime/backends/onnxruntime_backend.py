@@ -28,7 +28,8 @@ ONNX_TYPES = {
 
 
 class OnnxRuntimeBackend(Backend):
-    """An ONNX model in an ONNX Runtime session (graph optimisation level "all")."""
+    """An ONNX model in an ONNX Runtime session (graph optimisation level "all", sequential execution,
+    intra-op threads that sleep rather than spin when idle)."""
 
     name = "onnxruntime"
 
@@ -44,9 +45,15 @@ class OnnxRuntimeBackend(Backend):
             )
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
+        # Idle intra-op threads sleep instead of spinning. A spinning pool fights the detector, the
+        # camera and other processes for the cores: on a shared 2-core Zen machine, 2 spinning threads
+        # took 6.2 ms per 112-px PFLD inference, 2 sleeping threads 2.5 ms, 1 thread 2.0 ms.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self._session = onnxruntime.InferenceSession(
                 str(self.artifact), options, providers=[p for p in wanted if p in available]
