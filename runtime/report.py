@@ -578,16 +578,28 @@ def _reference_index(config: ReportConfig, rows) -> int | None:
 
 
 def _nme_changes(rows, reference_index: int | None) -> None:
-    """``nme_change`` of every scored row in percent points (``None`` when the reference has no NME)."""
-    reference = rows[reference_index]["accuracy"] if reference_index is not None else None
+    """``nme_change`` of every scored row in percent points, against an FP32 row of the same layout.
+
+    Rows of the reference's layout are compared with the reference; rows of another layout (another
+    model in the same report, e.g. a train/ model beside a third-party one) with the first FP32 row of
+    their own layout, recorded in ``nme_change_reference``; ``None`` where there is none.
+    """
+    references = {}
+    if reference_index is not None and rows[reference_index]["accuracy"]:
+        references[rows[reference_index].get("layout")] = rows[reference_index]
+    for row in rows:
+        if row["precision"] == "fp32" and row["accuracy"] and row.get("layout") not in references:
+            references[row.get("layout")] = row
     for row in rows:
         if row["accuracy"] is None:
             continue
+        reference = references.get(row.get("layout"))
         if reference is None:
             row["accuracy"]["nme_change"] = None
             continue
+        row["accuracy"]["nme_change_reference"] = reference["name"]
         row["accuracy"]["nme_change"] = {
-            norm: row["accuracy"][norm]["nme"] - reference[norm]["nme"] for norm in ("inter_ocular", "box")
+            norm: row["accuracy"][norm]["nme"] - reference["accuracy"][norm]["nme"] for norm in ("inter_ocular", "box")
         }
 
 
@@ -701,7 +713,8 @@ def _blocks(document: dict[str, Any], plots: dict[str, Path]) -> list[tuple[str,
     reference = document["reference"]
     settings = document["config"]
     blocks.append(
-        ("p", f"NME change is measured against {reference or 'no reference (none found)'}. "
+        ("p", f"NME change is measured against {reference or 'no reference (none found)'} "
+              "(models of another landmark layout: against the first FP32 artifact of their layout). "
               f"Faces: {document['faces']['source'] or 'none'} ({document['faces']['count']}). "
               f"Video: {settings['video'] or 'none'}"
               + (f" ({document['video']['frames']} frames at {document['video']['fps']:.0f} fps)." if document["video"] else "."))
@@ -732,7 +745,7 @@ def _blocks(document: dict[str, Any], plots: dict[str, Path]) -> list[tuple[str,
              "Δ NME box (pts)", "FR@0.1 %", "AUC@0.1", "reason"],
             accuracy_rows, "llllrrrrrrrl", failed,
             "NME in percent of the inter-ocular distance (io) and of sqrt(w·h) of the truth box (box); Δ against "
-            f"{reference or 'the reference'}; FR/AUC on inter-ocular NME at 0.1."))
+            f"{reference or 'the reference'} (another layout: its own FP32 artifact); FR/AUC on inter-ocular NME at 0.1."))
     )  # fmt: skip
 
     blocks.append(("h2", "Speed"))

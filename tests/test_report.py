@@ -180,3 +180,17 @@ def test_artifacts_expand_over_the_backends_that_read_them():
     ]  # fmt: skip
     assert [spec.label for spec in expand_artifacts(["a.onnx"])] == ["a.onnx"]  # by suffix when run
     assert issubclass(ReportError, EdgemarkError)
+
+
+def test_nme_change_compares_each_layout_with_its_own_fp32_row():
+    from runtime.report import _nme_changes
+
+    def row(name, layout, precision, nme):
+        return {"name": name, "layout": layout, "precision": precision,
+                "accuracy": {"inter_ocular": {"nme": nme}, "box": {"nme": nme / 2}}}
+
+    rows = [row("pfld", "wflw98", "fp32", 12.0), row("pfld_int8", "wflw98", "int8", 13.0),
+            row("edge", "ibug68", "fp32", 2.0), row("edge_int8", "ibug68", "int8", 2.5)]
+    _nme_changes(rows, 0)
+    changes = {r["name"]: (r["accuracy"]["nme_change_reference"], r["accuracy"]["nme_change"]["inter_ocular"]) for r in rows}
+    assert changes == {"pfld": ("pfld", 0.0), "pfld_int8": ("pfld", 1.0), "edge": ("edge", 0.0), "edge_int8": ("edge", 0.5)}
