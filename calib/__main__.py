@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--preview", type=Path, metavar="PNG", help="also write a contact sheet of crops per style")
     build.add_argument("--preview-columns", type=int, default=6, help="crops per style in the preview (default 6)")
+    from calib import study
+
+    study.add_parser(commands)
     return parser
 
 
@@ -112,7 +115,10 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    config = config_from_args(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    if args.command != "build":  # other subcommands carry their own entry point
+        return args.run(args, list(argv) if argv is not None else None)
+    config = config_from_args(args)
     calibration = build_calibration_set(config)
     manifest = calibration.manifest
     shares = ", ".join(f"{style} {count}" for style, count in manifest["styles"].items())
