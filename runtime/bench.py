@@ -714,15 +714,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     ]
     for row in rows:
         latency = row.get("latency_ms") or {}
-        throughput = (
-            f"{row['throughput_ips']:.0f} ({row['throughput_batch']})" if row.get("throughput_ips") else "—"
-        )
-        memory = (
-            f"{row['peak_rss_mb']:.0f} (+{row['peak_rss_delta_mb']:.0f})"
-            if row.get("peak_rss_mb") is not None and row.get("peak_rss_delta_mb") is not None
-            else "—"
-        )
-        note = row["reason"] if row["status"] != "ok" else row.get("note", "")
+        throughput, memory, note = speed_cells(row)
         lines.append(
             f"| {row['name']} | {row.get('backend') or '—'} | {row.get('precision') or '—'} | {row['status']} "
             f"| {_number(row.get('load_s'))} | {_number(latency.get('p50'), 3)} | {_number(latency.get('p90'), 3)} "
@@ -730,6 +722,18 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             f"| {note.replace('|', '/')} |"
         )
     return "\n".join(lines)
+
+
+def speed_cells(row: dict) -> tuple[str, str, str]:
+    """Throughput, peak-memory and note cells of one benchmark row, as the tables print them."""
+    throughput = f"{row['throughput_ips']:.0f} (×{row['throughput_batch']})" if row.get("throughput_ips") else "—"
+    memory = (
+        f"{row['peak_rss_mb']:.0f} (+{row['peak_rss_delta_mb']:.0f})"
+        if row.get("peak_rss_mb") is not None and row.get("peak_rss_delta_mb") is not None
+        else "—"
+    )
+    note = (row.get("reason") or "") if row.get("status") != "ok" else row.get("note", "")
+    return throughput, memory, note or ""
 
 
 def json_ready(value):

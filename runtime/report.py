@@ -68,6 +68,7 @@ from runtime.bench import (
     describe_machine,
     failure_reason,
     machine_description,
+    speed_cells,
     write_json,
 )
 from runtime.errors import EdgemarkError, UsageError, cli_main
@@ -753,19 +754,11 @@ def _blocks(document: dict[str, Any], plots: dict[str, Path]) -> list[tuple[str,
     for row in rows:
         speed = row["speed"] or {}
         latency = speed.get("latency_ms") or {}
-        throughput = (
-            f"{speed['throughput_ips']:.0f} (×{speed['throughput_batch']})" if speed.get("throughput_ips") else "—"
-        )
-        memory = (
-            f"{speed['peak_rss_mb']:.0f} (+{speed['peak_rss_delta_mb']:.0f})"
-            if speed.get("peak_rss_mb") is not None and speed.get("peak_rss_delta_mb") is not None
-            else "—"
-        )
-        note = speed.get("reason") if speed.get("status") != "ok" else speed.get("note", "")
+        throughput, memory, note = speed_cells(speed)
         speed_rows.append(
             [row["name"], row["backend"] or "—", row["precision"] or "—", _fmt(speed.get("load_s")),
              _fmt(latency.get("p50"), 3), _fmt(latency.get("p90"), 3), _fmt(latency.get("p99"), 3), throughput,
-             _fmt(speed.get("file_mb")), memory, note or ""]
+             _fmt(speed.get("file_mb")), memory, note]
         )  # fmt: skip
         failed.append(speed.get("status") != "ok")
     blocks.append(
