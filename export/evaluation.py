@@ -79,16 +79,22 @@ class OnnxRunner:
 
     def run(self, inputs: np.ndarray, batch_size: int = 8) -> np.ndarray:
         """First output for (N, 3, S, S) ``inputs``, run in batches (size 1 when the batch is fixed at 1)."""
-        batch_size = self.fixed_batch or batch_size
-        outputs = []
-        for start in range(0, len(inputs), batch_size):
-            chunk = np.ascontiguousarray(inputs[start : start + batch_size], dtype=np.float32)
-            outputs.append(self.infer({self.input_name: chunk})[self.output_names[0]])
-        return np.concatenate(outputs, axis=0)
+        return run_in_batches(self, inputs, batch_size)
 
     def close(self) -> None:
         """Release the session."""
         self._session = None
+
+
+def run_in_batches(runner, inputs: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """First output of ``runner`` (``infer``, ``input_name``, ``output_names``, ``fixed_batch``) for
+    (N, 3, S, S) ``inputs``, run in batches (size 1 when the model's batch is fixed at 1)."""
+    batch_size = runner.fixed_batch or batch_size
+    outputs = []
+    for start in range(0, len(inputs), batch_size):
+        chunk = np.ascontiguousarray(inputs[start : start + batch_size], dtype=np.float32)
+        outputs.append(runner.infer({runner.input_name: chunk})[runner.output_names[0]])
+    return np.concatenate(outputs, axis=0)
 
 
 @dataclass

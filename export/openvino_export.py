@@ -35,7 +35,7 @@ import onnx
 
 from export.artifact import CardMismatch, ExportError, bytes_sha256, load_onnx, tool_versions
 from export.calibration import CalibrationError, CalibrationSet, read_calibration_array
-from export.evaluation import FaceCrops, ModelLoadError, OnnxRunner, crop_faces, frame_points, nme
+from export.evaluation import FaceCrops, ModelLoadError, OnnxRunner, crop_faces, frame_points, nme, run_in_batches
 from export.qdq import qdq_summary
 from runtime.annotations import read_pts_folder
 from runtime.card import Card, read_card, sidecar_path, write_card
@@ -181,12 +181,7 @@ class OpenVinoRunner:
 
     def run(self, inputs: np.ndarray, batch_size: int = 8) -> np.ndarray:
         """First output for (N, 3, S, S) ``inputs``, run in batches (size 1 when the batch is fixed at 1)."""
-        batch_size = self.fixed_batch or batch_size
-        outputs = []
-        for start in range(0, len(inputs), batch_size):
-            chunk = np.ascontiguousarray(inputs[start : start + batch_size], dtype=np.float32)
-            outputs.append(self.infer({self.input_name: chunk})[self.output_names[0]])
-        return np.concatenate(outputs, axis=0)
+        return run_in_batches(self, inputs, batch_size)
 
     def close(self) -> None:
         """Release the compiled model."""
