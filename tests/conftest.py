@@ -95,3 +95,16 @@ def video_frames(face_video) -> list:
         frames.append(frame)
     capture.release()
     return frames
+
+
+def one_error_line(captured) -> str:
+    """The single ``error:`` line a command printed (and no traceback)."""
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, captured.err
+    assert "Traceback" not in captured.err
+    return errors[0]
+
+
+def left_in(folder: Path) -> list[str]:
+    """Everything in ``folder`` (hidden temporary files included); empty when it does not exist."""
+    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []

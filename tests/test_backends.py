@@ -19,6 +19,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
+from runtime.zoo import PFLD_IMPORT_FLAGS
 from runtime.annotations import read_pts_folder
 from runtime.backends import (
     BACKENDS,
@@ -40,10 +41,7 @@ from runtime.landmarker import crop_inputs
 REPO = Path(__file__).resolve().parents[1]
 # Elementwise budgets by the card's precision (INT8 is judged by NME change elsewhere, not here).
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
-PFLD_FLAGS = [
-    "--layout", "wflw98", "--input-size", "112", "--channel-order", "BGR", "--mean", "0.5", "0.5", "0.5",
-    "--std", "0.5", "0.5", "0.5", "--output-kind", "coords", "--crop-scale", "1.2", "--crop-box", "landmarks",
-]  # fmt: skip
+PFLD_FLAGS = list(PFLD_IMPORT_FLAGS)  # the card flags of the data README, kept once in runtime.zoo
 TINY_SIZE = 64
 PARITY_FACES = 4
 # Suffixes this suite can make an artifact for; ".plan" and ".pth" are the same formats again.

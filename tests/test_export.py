@@ -36,31 +36,11 @@ from export.ort_quantize import (
     tensors_kept_at_minmax,
 )
 from export.qdq import check_trt_ready
+from runtime.zoo import PFLD_IMPORT_FLAGS
 from runtime.annotations import read_pts_folder
 from runtime.card import read_card, sidecar_path
 
-PFLD_CARD_FLAGS = [
-    "--layout",
-    "wflw98",
-    "--input-size",
-    "112",
-    "--channel-order",
-    "BGR",
-    "--mean",
-    "0.5",
-    "0.5",
-    "0.5",
-    "--std",
-    "0.5",
-    "0.5",
-    "0.5",
-    "--output-kind",
-    "coords",
-    "--crop-scale",
-    "1.2",
-    "--crop-box",
-    "landmarks",
-]
+PFLD_CARD_FLAGS = list(PFLD_IMPORT_FLAGS)  # the card flags of the data README, kept once in runtime.zoo
 # Faces68 images with the 3-D fit's jaw (AFLW2000); the others are 2-D human annotations.
 AFLW_PREFIX = "aflw2000_"
 

@@ -32,27 +32,15 @@ from export.openvino_export import (
     read_ir_card,
     validation_items,
 )
+from conftest import left_in, one_error_line
+from runtime.zoo import PFLD_IMPORT_FLAGS
 from runtime.annotations import read_pts_folder
 from runtime.card import read_card, sidecar_path
 from runtime.errors import UsageError
 
-PFLD_CARD_FLAGS = [
-    "--layout", "wflw98", "--input-size", "112", "--channel-order", "BGR",
-    "--mean", "0.5", "0.5", "0.5", "--std", "0.5", "0.5", "0.5",
-    "--output-kind", "coords", "--crop-scale", "1.2", "--crop-box", "landmarks",
-]  # fmt: skip
+PFLD_CARD_FLAGS = list(PFLD_IMPORT_FLAGS)  # the card flags of the data README, kept once in runtime.zoo
 
 
-def _one_error_line(captured) -> str:
-    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, captured.err
-    assert "Traceback" not in captured.err
-    return errors[0]
-
-
-def _left_in(folder: Path) -> list[str]:
-    """Everything in ``folder`` (hidden temporary folders included); empty when it does not exist."""
-    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
 
 
 @pytest.fixture(scope="module")
@@ -255,12 +243,12 @@ def test_accuracy_control_meets_the_nme_budget(work, pfld, calib, split_faces, c
 def test_missing_and_corrupt_model(tmp_path, capsys):
     out = tmp_path / "out"
     assert openvino_cli.main([str(tmp_path / "absent.onnx"), "-o", str(out / "m.xml")]) == 1
-    assert "not found" in _one_error_line(capsys.readouterr())
+    assert "not found" in one_error_line(capsys.readouterr())
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07garbage" * 50)
     assert openvino_cli.main([str(corrupt), "-o", str(out / "m.xml")]) == 1
-    _one_error_line(capsys.readouterr())
-    assert _left_in(out) == []
+    one_error_line(capsys.readouterr())
+    assert left_in(out) == []
 
 
 @pytest.mark.parametrize(
@@ -278,13 +266,13 @@ def test_missing_and_corrupt_model(tmp_path, capsys):
 def test_bad_flag_combinations_exit_2(tmp_path, pfld, flags, expected, capsys):
     out = tmp_path / "out"
     assert openvino_cli.main([str(pfld), "-o", str(out / "m.xml"), *flags]) == 2
-    assert expected in _one_error_line(capsys.readouterr())
-    assert _left_in(out) == []
+    assert expected in one_error_line(capsys.readouterr())
+    assert left_in(out) == []
 
 
 def test_output_must_be_xml(tmp_path, pfld, capsys):
     assert openvino_cli.main([str(pfld), "-o", str(tmp_path / "m.bin")]) == 2
-    assert ".xml" in _one_error_line(capsys.readouterr())
+    assert ".xml" in one_error_line(capsys.readouterr())
 
 
 def test_calibration_too_small(tmp_path, pfld, capsys):
@@ -295,10 +283,10 @@ def test_calibration_too_small(tmp_path, pfld, capsys):
     write_calibration_array(small, np.zeros((4, 3, 64, 64), np.float32))
     for path, expected in ((empty, "no samples"), (small, "(3, 112, 112)")):
         assert openvino_cli.main([str(pfld), "-o", str(out / "m.xml"), "--int8", "--calib", str(path)]) == 1
-        assert expected in _one_error_line(capsys.readouterr())
+        assert expected in one_error_line(capsys.readouterr())
     assert openvino_cli.main([str(pfld), "-o", str(out / "m.xml"), "--int8", "--calib", str(tmp_path / "no.npz")]) == 1
-    assert "not found" in _one_error_line(capsys.readouterr())
-    assert _left_in(out) == []
+    assert "not found" in one_error_line(capsys.readouterr())
+    assert left_in(out) == []
 
 
 def test_calibration_made_with_another_card(tmp_path, pfld, split_faces, capsys):
@@ -308,8 +296,8 @@ def test_calibration_made_with_another_card(tmp_path, pfld, split_faces, capsys)
     calibration_array_from_faces(split_faces[0][:2], other, calib)
     out = tmp_path / "out"
     assert openvino_cli.main([str(pfld), "-o", str(out / "m.xml"), "--int8", "--calib", str(calib)]) == 1
-    assert "normalisation" in _one_error_line(capsys.readouterr())
-    assert _left_in(out) == []
+    assert "normalisation" in one_error_line(capsys.readouterr())
+    assert left_in(out) == []
 
 
 def test_int8_of_a_qdq_model_is_refused(tmp_path, work, pfld, calib, capsys):
@@ -318,10 +306,10 @@ def test_int8_of_a_qdq_model_is_refused(tmp_path, work, pfld, calib, capsys):
     capsys.readouterr()
     out = tmp_path / "out"
     assert openvino_cli.main([str(qdq), "-o", str(out / "m.xml"), "--int8", "--calib", str(calib)]) == 2
-    assert "already INT8 Q/DQ" in _one_error_line(capsys.readouterr())
+    assert "already INT8 Q/DQ" in one_error_line(capsys.readouterr())
     assert openvino_cli.main([str(qdq), "-o", str(out / "m.xml"), "--fp16"]) == 2
-    _one_error_line(capsys.readouterr())
-    assert _left_in(out) == []
+    one_error_line(capsys.readouterr())
+    assert left_in(out) == []
 
 
 def test_a_failed_write_leaves_nothing(tmp_path, pfld, monkeypatch):
@@ -332,7 +320,7 @@ def test_a_failed_write_leaves_nothing(tmp_path, pfld, monkeypatch):
     out = tmp_path / "out"
     with pytest.raises(OSError):
         ir_from_onnx(IrConfig(pfld, out / "m.xml"))
-    assert _left_in(out) == []
+    assert left_in(out) == []
 
 
 def test_missing_nncf_is_reported_before_work(tmp_path, pfld, monkeypatch):
@@ -342,4 +330,4 @@ def test_missing_nncf_is_reported_before_work(tmp_path, pfld, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nncf" else real(name, *a))
     with pytest.raises(UsageError, match=r"pip install edgemark\[openvino\]"):
         ir_from_onnx(IrConfig(pfld, tmp_path / "m.xml", int8=True, calibration=tmp_path / "c.npz"))
-    assert _left_in(tmp_path) == []
+    assert left_in(tmp_path) == []

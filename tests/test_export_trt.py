@@ -25,27 +25,16 @@ from export import trt_build
 from export.calibration import calibration_array_from_faces
 from export.qdq import check_trt_ready
 from export.trt_build import TrtConfig, engine_from_onnx, plan_from_onnx
+from conftest import left_in, one_error_line
+from runtime.zoo import PFLD_IMPORT_FLAGS
 from runtime.annotations import read_pts_folder
 from runtime.card import Card, read_card
 from runtime.errors import UsageError
 
-PFLD_CARD_FLAGS = [
-    "--layout", "wflw98", "--input-size", "112", "--channel-order", "BGR",
-    "--mean", "0.5", "0.5", "0.5", "--std", "0.5", "0.5", "0.5",
-    "--output-kind", "coords", "--crop-scale", "1.2", "--crop-box", "landmarks",
-]  # fmt: skip
+PFLD_CARD_FLAGS = list(PFLD_IMPORT_FLAGS)  # the card flags of the data README, kept once in runtime.zoo
 SHAPE = (3, 112, 112)
 
 
-def _one_error_line(captured) -> str:
-    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, captured.err
-    assert "Traceback" not in captured.err
-    return errors[0]
-
-
-def _left_in(folder: Path) -> list[str]:
-    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
 
 
 @pytest.fixture(scope="module")
@@ -184,15 +173,15 @@ def test_plan_fixed_batch_model_has_no_profile(work, pfld_fixed):
 def test_bad_flags_fail_before_any_work(tmp_path, pfld, flags, status, expected, capsys):
     out = tmp_path / "out"
     assert trt_cli.main([str(pfld), "-o", str(out / "m.engine"), *flags]) == status
-    assert expected in _one_error_line(capsys.readouterr())
-    assert _left_in(out) == []
+    assert expected in one_error_line(capsys.readouterr())
+    assert left_in(out) == []
 
 
 def test_batch_range_on_a_fixed_batch_model(tmp_path, pfld_fixed, capsys):
     out = tmp_path / "out"
     assert trt_cli.main([str(pfld_fixed), "-o", str(out / "m.engine"), "--max-batch", "8"]) == 2
-    assert "fixed batch of 1" in _one_error_line(capsys.readouterr())
-    assert _left_in(out) == []
+    assert "fixed batch of 1" in one_error_line(capsys.readouterr())
+    assert left_in(out) == []
 
 
 def test_qdq_model_flags(tmp_path, qdq, calib, capsys):
@@ -202,16 +191,16 @@ def test_qdq_model_flags(tmp_path, qdq, calib, capsys):
         (["--int8", "--calib", str(calib)], "drop --calib"),
     ):
         assert trt_cli.main([str(qdq), "-o", str(out / "m.engine"), *flags]) == 2
-        assert expected in _one_error_line(capsys.readouterr())
-    assert _left_in(out) == []
+        assert expected in one_error_line(capsys.readouterr())
+    assert left_in(out) == []
 
 
 def test_missing_model_and_bad_output(tmp_path, pfld, capsys):
     assert trt_cli.main([str(tmp_path / "absent.onnx"), "-o", str(tmp_path / "m.engine")]) == 1
-    assert "not found" in _one_error_line(capsys.readouterr())
+    assert "not found" in one_error_line(capsys.readouterr())
     assert trt_cli.main([str(pfld), "-o", str(tmp_path / "m.onnx")]) == 2
-    assert ".engine or .plan" in _one_error_line(capsys.readouterr())
-    assert _left_in(tmp_path) == []
+    assert ".engine or .plan" in one_error_line(capsys.readouterr())
+    assert left_in(tmp_path) == []
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, pfld, capsys):
@@ -219,7 +208,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, pfld, capsys):
     assert trt_cli.main([str(pfld), "-o", str(out / "m.engine"), "--fp16", "--dry-run"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["builder_flags"] == ["FP16"] and "--fp16" in printed["trtexec"]
-    assert _left_in(out) == []
+    assert left_in(out) == []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -230,12 +219,12 @@ def test_missing_tensorrt_writes_qdq_and_trtexec_script(tmp_path, pfld, calib, n
     out = tmp_path / "out"
     engine = out / "pfld_int8.engine"
     assert trt_cli.main([str(pfld), "-o", str(engine), "--int8", "--calib", str(calib)]) == 1
-    line = _one_error_line(capsys.readouterr())
+    line = one_error_line(capsys.readouterr())
     assert "needs the `tensorrt` package and an NVIDIA GPU; found neither" in line
     assert "pip install edgemark[trt]" in line
     qdq_path, script = out / "pfld_int8.qdq.onnx", out / "pfld_int8.engine.trtexec.sh"
     assert str(qdq_path) in line and str(script) in line
-    assert _left_in(out) == ["pfld_int8.engine.trtexec.sh", "pfld_int8.qdq.onnx", "pfld_int8.qdq.onnx.json"]
+    assert left_in(out) == ["pfld_int8.engine.trtexec.sh", "pfld_int8.qdq.onnx", "pfld_int8.qdq.onnx.json"]
     assert check_trt_ready(onnx.load(str(qdq_path))) == []
     assert read_card(qdq_path).precision == "int8"
     assert os.access(script, os.X_OK)
@@ -273,10 +262,10 @@ def test_missing_tensorrt_with_a_gpu_and_a_float_model(tmp_path, pfld, monkeypat
     monkeypatch.setattr(trt_build, "cuda_gpu_name", lambda: "Fake GPU")
     out = tmp_path / "out"
     assert trt_cli.main([str(pfld), "-o", str(out / "pfld.engine"), "--fp16"]) == 1
-    line = _one_error_line(capsys.readouterr())
+    line = one_error_line(capsys.readouterr())
     assert "found an NVIDIA GPU (Fake GPU) but no importable `tensorrt` package" in line
     assert "The ONNX and trtexec command are at" in line
-    assert _left_in(out) == ["pfld.engine.trtexec.sh"]
+    assert left_in(out) == ["pfld.engine.trtexec.sh"]
 
 
 # --------------------------------------------------------------------------------------------------
