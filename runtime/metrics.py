@@ -52,6 +52,47 @@ def nme_per_image(
     return errors / normalising_distance(truth, layout, normalisation)
 
 
+def agreement_per_image(
+    points: np.ndarray, reference: np.ndarray, layout: Layout, normalisation: str = "inter_ocular"
+) -> np.ndarray:
+    """Label-free error of one model against another: NME taking ``reference``'s points as the truth.
+
+    Measures what quantization (or any conversion) changed, on inputs nobody annotated: every frame
+    of a video, style variants of faces. The normalising distance comes from the reference's own
+    points, so no annotation is needed. Shape (N,), a fraction like :func:`nme_per_image`.
+    """
+    return nme_per_image(points, reference, layout, normalisation)
+
+
+def summarise_agreement(values: np.ndarray, names: Sequence[str], worst: int = 5) -> dict:
+    """Mean, p95 and max of per-input label-free NME (in percent) and the worst inputs by name.
+
+    Args:
+        values: (N,) fractions from :func:`agreement_per_image`.
+        names: (N,) what each input was (``video.mp4#frame 12``, ``face.jpg``, ``face.jpg@low_light``).
+        worst: how many worst inputs to name.
+
+    Non-finite values count as failures: they make ``max`` infinite and lead the worst list.
+    """
+    values = np.asarray(values, dtype=np.float64) * 100
+    if len(values) != len(names):
+        raise ValueError(f"{len(values)} values but {len(names)} names")
+    if not len(values):
+        return {"inputs": 0, "mean": float("nan"), "p95": float("nan"), "max": float("nan"), "worst": []}
+    finite = np.isfinite(values)
+    ranked = np.where(finite, values, np.inf)
+    order = np.argsort(-ranked, kind="stable")[:worst]
+    return {
+        "inputs": int(len(values)),
+        "non_finite": int((~finite).sum()),
+        "mean": float(np.mean(ranked)),
+        # No interpolation across an infinite value (it would give NaN).
+        "p95": float(np.percentile(ranked, 95, method="linear" if finite.all() else "higher")),
+        "max": float(np.max(ranked)),
+        "worst": [{"input": str(names[i]), "nme": float(ranked[i])} for i in order],
+    }
+
+
 def failure_rate(nme: np.ndarray, threshold: float = 0.1) -> float:
     """FR@threshold: fraction of images whose NME exceeds ``threshold``."""
     return float(np.mean(np.asarray(nme) > threshold))

@@ -12,7 +12,16 @@ from runtime.card import Card, CardError, read_card, sidecar_path, write_card
 from runtime.errors import UsageError
 from runtime.heatmap import argmax, centroid, decode, heatmap_to_input, input_to_heatmap, soft_argmax
 from runtime.layouts import IBUG68, LAYOUTS, WFLW98, WFLW98_TO_68, flip_points, get_layout, to_68
-from runtime.metrics import auc, ced_curve, failure_rate, nme_per_image, summarise, wflw_subset_table
+from runtime.metrics import (
+    agreement_per_image,
+    auc,
+    ced_curve,
+    failure_rate,
+    nme_per_image,
+    summarise,
+    summarise_agreement,
+    wflw_subset_table,
+)
 
 
 def gaussian_maps(centres: np.ndarray, size: int, sigma: float) -> np.ndarray:
@@ -133,6 +142,21 @@ def test_nme_and_normalisations():
     assert nme_per_image(predicted, truth, IBUG68, "box")[0] == pytest.approx(5 / np.sqrt(100 * 50))
     pupil = np.linalg.norm(truth[0, 36:42].mean(0) - truth[0, 42:48].mean(0))
     assert nme_per_image(predicted, truth, IBUG68, "inter_pupil")[0] == pytest.approx(5 / pupil)
+
+
+def test_label_free_agreement_takes_the_reference_as_truth(faces68_dir):
+    reference = np.stack([read_pts(path) for path in sorted(faces68_dir.glob("*.pts"))[:4]])
+    moved = reference.copy()
+    moved[1] += 3.0  # every point of face 1 shifted by (3, 3) px
+    eyes = np.linalg.norm(reference[1, 36] - reference[1, 45])
+    values = agreement_per_image(moved, reference, IBUG68)
+    assert values[[0, 2, 3]].tolist() == [0, 0, 0]
+    assert values[1] == pytest.approx(np.hypot(3, 3) / eyes)
+    summary = summarise_agreement(values, ["a", "b", "c", "d"], worst=2)
+    assert summary["worst"][0] == {"input": "b", "nme": pytest.approx(values[1] * 100)}
+    assert summary["max"] == pytest.approx(values[1] * 100) and summary["mean"] == pytest.approx(values[1] * 25)
+    broken = summarise_agreement(np.array([0.01, np.nan]), ["ok", "nan"])
+    assert broken["non_finite"] == 1 and broken["max"] == np.inf and broken["worst"][0]["input"] == "nan"
 
 
 def test_failure_rate_auc_and_ced():
