@@ -2,12 +2,21 @@
 
 Example::
 
-    python -m export.ort --int8 artifacts/pfld.onnx --calib calib/real.npz --method entropy \\
-        --num-bins 2048 -o artifacts/pfld_int8_entropy.onnx
+    python -m export.ort --int8 artifacts/pfld.onnx --calib calib.npz -o artifacts/pfld_int8.onnx
+    python -m export.ort --int8 artifacts/pfld.onnx --calib calib.npz --max-nme-drop 0.1 -o artifacts/pfld_int8.onnx
+    python -m export.ort --int8 artifacts/pfld.onnx --calib calib.npz --method entropy --num-bins 2048 \\
+        -o artifacts/pfld_int8_entropy.onnx
+    # the same calibration, encoded for TensorRT (signed activations), without calibrating again:
+    python -m export.ort --int8 artifacts/pfld.onnx --calib calib.npz --ranges artifacts/pfld_int8.onnx.ranges.json \\
+        --encoding s8s8 -o artifacts/pfld_int8_s8s8.onnx
 
 The calibration array is an ``.npz`` with ``inputs`` (N, 3, S, S) float32, preprocessed exactly as
-the runtime does (see :mod:`export.calibration`). The result is symmetric int8 Q/DQ (per-channel
-weights unless ``--per-tensor``), checked for TensorRT's explicit quantization, with its card.
+the runtime does (see :mod:`export.calibration`). The result is int8 Q/DQ (per-channel weights
+unless ``--per-tensor``) in the encoding asked for (``u8s8`` for ONNX Runtime on x86, the default;
+``s8s8`` for TensorRT), with its card and its range table (``<output>.ranges.json``, whose hash the
+card names). ``--max-nme-drop`` keeps the fewest quantization points in float that hold the
+label-free NME against the float model within the budget on a validation split of the calibration
+array (whole source images held out, never the evaluation faces).
 """
 from __future__ import annotations
 
@@ -16,13 +25,17 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from export.encodings import ENCODING_TARGETS, ENCODINGS
 from export.ort_quantize import KEEP_FLOAT, METHODS, Int8Config
 from runtime.errors import UsageError, cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m export.ort", description="Static INT8 Q/DQ quantization with ONNX Runtime."
+        prog="python -m export.ort",
+        description="Static INT8 Q/DQ quantization with ONNX Runtime.",
+        epilog=__doc__.split("Example::", 1)[1].split("The calibration array", 1)[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--int8", type=Path, required=True, metavar="MODEL.onnx", help="float ONNX artifact with a card"
@@ -42,6 +55,33 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         metavar="LAYERS",
         help=f"comma-separated layers to leave in float: {', '.join(KEEP_FLOAT)}",
+    )
+    parser.add_argument(
+        "--encoding",
+        choices=ENCODINGS,
+        default="u8s8",
+        help="how the ranges are stored: " + "; ".join(f"{name}: {target}" for name, target in ENCODING_TARGETS.items())
+        + " (default u8s8)",
+    )
+    parser.add_argument(
+        "--ranges",
+        type=Path,
+        metavar="RANGES.json",
+        help="encode this range table (from an earlier export of the same float model) instead of calibrating",
+    )
+    parser.add_argument(
+        "--max-nme-drop",
+        type=float,
+        default=None,
+        metavar="POINTS",
+        help="keep the fewest layers' inputs/weights in float so the label-free NME against the float model "
+        "(inter-ocular %%, mean) stays within POINTS on a validation split of --calib",
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.25,
+        help="share of the calibration array's source images held out to validate --max-nme-drop (default 0.25)",
     )
     parser.add_argument("--batch-size", type=int, default=1, help="samples per calibration run (default 1)")
     parser.add_argument(
@@ -68,6 +108,10 @@ def config_from_args(args: argparse.Namespace) -> Int8Config:
         keep_float=keep_float,
         batch_size=args.batch_size,
         chunk_size=args.chunk_size if args.chunk_size is not None else max(32, args.batch_size),
+        encoding=args.encoding,
+        ranges=args.ranges,
+        max_nme_drop=args.max_nme_drop,
+        validation_fraction=args.validation_fraction,
     )
 
 
@@ -78,12 +122,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     card = int8_from_onnx(config)
     calibration = card.calibration
+    quantization = card.extra["quantization"]
+    mixed = quantization.get("mixed_precision")
     print(
-        f"{config.output}: int8 QDQ ({calibration['method']}, "
+        f"{config.output}: int8 Q/DQ {quantization['encoding']} ({calibration['method']}, "
         f"{'per-channel' if config.per_channel else 'per-tensor'} weights, "
-        f"{calibration['count']} calibration samples); "
+        f"{calibration['count']} calibration samples, ranges {calibration['range_table_sha256'][:12]}); "
         f"card in {config.output}.json"
     )
+    if mixed:
+        latency = mixed.get("latency_ms_batch1", {})
+        print(
+            f"mixed precision: kept float {', '.join(g['layer'] for g in mixed['kept_float']) or 'nothing'} "
+            f"({sum(len(g['points']) for g in mixed['kept_float'])} of {mixed['points']} quantization points); "
+            f"label-free NME {mixed['error_all_int8']:.3f} -> {mixed['error']:.3f} % on {mixed['validation_inputs']} "
+            f"validation inputs (budget {mixed['budget']})"
+            + (
+                f"; latency float {latency['float']:.2f} / all-int8 {latency['all_int8']:.2f} / "
+                f"mixed {latency['mixed']:.2f} ms"
+                if latency
+                else ""
+            )
+        )
     return 0
 
 

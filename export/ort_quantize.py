@@ -72,10 +72,12 @@ from export.artifact import (
     tool_versions,
 )
 from export.calibration import CalibrationError, CalibrationSet, read_calibration_array
+from export.encodings import ENCODINGS, ENCODING_TARGETS, encode, qdq_from_ranges
 from export.evaluation import OnnxRunner
 from export.qdq import DECODE_OPS, check_trt_ready, float_tail, qdq_summary
-from runtime.card import Card, CardError, read_card
-from runtime.errors import UsageError, unknown_name
+from export.ranges import RangeTable, RangeTableError, ranges_path
+from runtime.card import Card, CardError, file_sha256, read_card
+from runtime.errors import EdgemarkError, UsageError, unknown_name
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ HEAD_ELEMENTWISE_OPS = (
     "Softplus", "Add", "Sub", "Mul", "Div",
 )  # fmt: skip
 HEAD_FULLY_CONNECTED_OPS = ("Gemm", "MatMul")
+# Validation inputs the mixed-precision search runs per candidate (its cost is candidates x this).
+MAX_VALIDATION = 96
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,15 @@ class Int8Config:
         histogram_everywhere: let ``entropy``/``percentile`` set the ranges of feature vectors and of
             the regression head too (default: those keep MinMax ranges, see the module docstring).
             For measuring what the default prevents, not for deployment.
+        encoding: ``u8s8`` (ONNX Runtime's fast x86 form) or ``s8s8`` (TensorRT's); the same
+            range table and scales either way (:mod:`export.encodings`).
+        ranges: a range table (``<artifact>.ranges.json`` of an earlier INT8 export of the same
+            float model) to encode instead of calibrating again.
+        max_nme_drop: keep the fewest quantization points in float that bring the label-free NME
+            against the float model (inter-ocular %, mean) within this budget on the validation
+            split (:mod:`export.mixed_precision`); ``None``: quantize everything quantizable.
+        validation_fraction: share of the calibration array's source images held out (never
+            calibrated on) to validate ``max_nme_drop`` on.
     """
 
     model: Path
@@ -129,6 +142,10 @@ class Int8Config:
     batch_size: int = 1
     chunk_size: int = 32
     histogram_everywhere: bool = False
+    encoding: str = "u8s8"
+    ranges: Path | None = None
+    max_nme_drop: float | None = None
+    validation_fraction: float = 0.25
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -145,6 +162,12 @@ class Int8Config:
             raise UsageError(f"--percentile must be in (0, 100], got {self.percentile}")
         if self.batch_size < 1 or self.chunk_size < self.batch_size:
             raise UsageError(f"need 1 <= --batch-size ({self.batch_size}) <= --chunk-size ({self.chunk_size})")
+        if self.encoding not in ENCODINGS:
+            raise unknown_name("encoding", self.encoding, ENCODINGS)
+        if self.max_nme_drop is not None and not (np.isfinite(self.max_nme_drop) and self.max_nme_drop >= 0):
+            raise UsageError(f"--max-nme-drop must be a number >= 0 (percent points of NME), got {self.max_nme_drop}")
+        if not 0 < self.validation_fraction < 1:
+            raise UsageError(f"--validation-fraction must be in (0, 1), got {self.validation_fraction}")
 
 
 class ArrayDataReader:
@@ -168,8 +191,6 @@ def int8_from_onnx(config: Int8Config) -> Card:
     Raises:
         ExportError, CardError, CalibrationError, UsageError: one line, nothing written.
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
     output = check_output_path(config.output, config.model)
     started = time.perf_counter()
     model = load_onnx(config.model)
@@ -179,68 +200,75 @@ def int8_from_onnx(config: Int8Config) -> Card:
     calibration = read_calibration_array(config.calibration)
     _check_calibration(model, card, calibration, config)
     excluded = nodes_kept_float(model, config.keep_float)
+    float_model = prepared_for_quantization(model)
+    model_sha256 = file_sha256(config.model)
 
-    with tempfile.TemporaryDirectory(prefix="edgemark-int8-") as temporary:
-        float_path = Path(temporary) / "float.onnx"
-        onnx.save(prepared_for_quantization(model), str(float_path))
-        cache = Path(temporary) / "ranges.json"
-        quantized_path = Path(temporary) / "int8.onnx"
-        try:
-            range_record = calibrate_ranges(float_path, calibration, card.input_name, config, cache)
-            with _quiet():
-                quantize_static(
-                    str(float_path),
-                    str(quantized_path),
-                    calibration_data_reader=None,
-                    quant_format=QuantFormat.QDQ,
-                    per_channel=config.per_channel,
-                    activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8,
-                    nodes_to_exclude=excluded,
-                    calibrate_method=_method_enum(config.method),
-                    calibration_cache_path=str(cache),
-                    extra_options={
-                        "ActivationSymmetric": True,
-                        "WeightSymmetric": True,
-                        # TensorRT rejects DequantizeLinear on int32; it folds a float bias into the conv.
-                        "QuantizeBias": False,
-                    },
-                )
-        except Exception as error:  # ORT raises many types on models it cannot calibrate or quantize
-            text = str(error).strip()
-            first = (text.splitlines()[0] if text else type(error).__name__)[:300]
-            raise ExportError(
-                f"{config.model}: ONNX Runtime could not quantize it ({first}); nothing written"
-            ) from error
-        quantized = onnx.load(str(quantized_path))
+    validation = None
+    if config.max_nme_drop is not None:
+        from export.mixed_precision import validation_split
+
+        held_out = validation_split(calibration.manifest.get("samples", []), len(calibration), config.validation_fraction)
+        validation = calibration.inputs[held_out]
+        calibration = CalibrationSet(calibration.inputs[~held_out], calibration.manifest, calibration.path, calibration.sha256)
+        if len(calibration) < config.batch_size or not len(validation):
+            raise CalibrationError(
+                f"{config.calibration}: too few samples to hold out a validation split for --max-nme-drop "
+                f"({len(calibration)} calibration, {len(validation)} validation); build a larger calibration array"
+            )
+        logger.info("validation split: %d samples held out of calibration for --max-nme-drop", len(validation))
+
+    if config.ranges is not None:
+        table = RangeTable.load(config.ranges)
+        if table.model_sha256 != model_sha256:
+            raise RangeTableError(
+                f"{config.ranges}: range table of another model (sha256 {table.model_sha256[:12]}…, "
+                f"{config.model} is {model_sha256[:12]}…); calibrate this model instead of passing --ranges"
+            )
+    else:
+        table = range_table(float_model, calibration, card.input_name, config, model_sha256)
+    quantized = qdq_from_ranges(float_model, table, config.per_channel, excluded)
+
+    mixed: dict = {}
+    if config.max_nme_drop is not None:
+        quantized, mixed = _mixed_precision(quantized, float_model, card, validation, config)
+
     float_tensors = float_tail(quantized)
     check_onnx(quantized, f"{output} (quantized)")
+    # Every encoding is checked in its s8s8 form: the one TensorRT builds (u8s8 differs only in zero points).
     problems = check_trt_ready(quantized, per_channel=config.per_channel)
     if problems:
         raise ExportError(f"the quantized model is not TensorRT-ready ({len(problems)} problems, first: {problems[0]})")
+    quantized = encode(quantized, config.encoding)
     _check_runs(quantized, calibration.inputs[: config.batch_size])
 
     quantization = {
         "format": "QDQ",
-        "activations": "int8 symmetric per-tensor",
+        "encoding": config.encoding,
+        "encoding_for": ENCODING_TARGETS[config.encoding],
+        "activations": (
+            "int8 symmetric per-tensor" if config.encoding == "s8s8" else "uint8 per-tensor, zero point 128 (the s8s8 grid)"
+        ),
         "weights": f"int8 symmetric {'per-channel' if config.per_channel else 'per-tensor'}",
         "bias": "float",
         "float_tail": float_tensors,
         "keep_float": list(config.keep_float),
         "nodes_kept_float": excluded,
+        **({"mixed_precision": mixed} if mixed else {}),
         **qdq_summary(quantized),
     }
     card = card.with_changes(
         precision="int8",
         calibration={
             **calibration.summary(),
-            "method": config.method,
-            "num_bins": config.num_bins if config.method != "minmax" else None,
-            "percentile": config.percentile if config.method == "percentile" else None,
+            "method": table.method,
+            "num_bins": config.num_bins if table.method != "minmax" else None,
+            "percentile": config.percentile if table.method == "percentile" else None,
             "per_channel": config.per_channel,
             "symmetric": True,
             "batch_size": config.batch_size,
-            **range_record,
+            **table.details,
+            **table.summary(),
+            **({"ranges_from": str(config.ranges)} if config.ranges is not None else {}),
         },
         tools={**card.tools, **tool_versions("onnx", "onnxruntime")},
         extra={
@@ -248,20 +276,80 @@ def int8_from_onnx(config: Int8Config) -> Card:
             "opset": _default_opset(quantized),
             "quantization": quantization,
             "parent": str(config.model),
-            "parent_sha256": bytes_sha256(Path(config.model).read_bytes()),
+            "parent_sha256": model_sha256,
         },
     )
+    table.save(ranges_path(output))
     save_artifact(quantized, card, output)
     logger.info(
-        "quantized %s -> %s in %.1f s (%s, %s, %d calibration samples)",
+        "quantized %s -> %s in %.1f s (%s ranges %s, %s, %s, %d calibration samples%s)",
         config.model,
         output,
         time.perf_counter() - started,
-        config.method,
+        table.method,
+        table.sha256()[:12],
+        config.encoding,
         "per-channel" if config.per_channel else "per-tensor",
         len(calibration),
+        f", {len(mixed.get('kept_float', []))} points float" if mixed else "",
     )
     return card
+
+
+def range_table(
+    float_model: onnx.ModelProto, calibration: CalibrationSet, input_name: str, config: Int8Config, model_sha256: str
+) -> RangeTable:
+    """Calibrate ``float_model`` with the configured method into a :class:`~export.ranges.RangeTable`."""
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    with tempfile.TemporaryDirectory(prefix="edgemark-int8-") as temporary:
+        float_path = Path(temporary) / "float.onnx"
+        onnx.save(float_model, str(float_path))
+        cache = Path(temporary) / "ranges.json"
+        try:
+            details = calibrate_ranges(float_path, calibration, input_name, config, cache)
+        except EdgemarkError:
+            raise
+        except Exception as error:  # ORT raises many types on models it cannot calibrate
+            text = str(error).strip()
+            first = (text.splitlines()[0] if text else type(error).__name__)[:300]
+            raise ExportError(f"{config.model}: ONNX Runtime could not calibrate it ({first}); nothing written") from error
+        data = load_tensors_data(cache).data
+    ranges = {name: (float(np.min(value.range_value[0])), float(np.max(value.range_value[1]))) for name, value in data.items()}
+    return RangeTable(
+        ranges=ranges,
+        model_sha256=model_sha256,
+        method=config.method,
+        samples=len(calibration),
+        calibration_sha256=calibration.sha256,
+        details={key: value for key, value in details.items()},
+    )
+
+
+def _mixed_precision(
+    quantized: onnx.ModelProto, float_model: onnx.ModelProto, card: Card, validation: np.ndarray, config: Int8Config
+) -> tuple[onnx.ModelProto, dict]:
+    """Keep the fewest quantization points float that meet ``config.max_nme_drop``; time what that costs."""
+    from export.mixed_precision import AgreementProbe, fewest_float_points, median_latency_ms
+
+    # Evenly spaced, at most MAX_VALIDATION: every ranking step runs the whole split.
+    picked = validation[np.linspace(0, len(validation) - 1, min(len(validation), MAX_VALIDATION)).astype(int)]
+    probe = AgreementProbe(float_model, card, picked)
+    try:
+        result = fewest_float_points(
+            quantized, float_model, probe, config.max_nme_drop, head_tensors=tensors_kept_at_minmax(float_model)
+        )
+        timing_inputs = validation[:1]
+        record = dict(result.record)
+        record["latency_ms_batch1"] = {
+            "float": median_latency_ms(float_model, card, timing_inputs),
+            "all_int8": median_latency_ms(encode(quantized, config.encoding), card, timing_inputs),
+            "mixed": median_latency_ms(encode(result.model, config.encoding), card, timing_inputs),
+            "note": "ONNX Runtime CPU, median of 50 calls, measured during export on this machine",
+        }
+    finally:
+        probe.close()
+    return result.model, record
 
 
 def calibrate_ranges(
