@@ -250,6 +250,7 @@ def onnx_from_third_party(model_path: str | Path, output: str | Path, card: Card
     started = time.perf_counter()
     original = load_onnx(model_path)
     model, unfused = with_standard_convolutions(original)
+    model, named = with_node_names(model)
     data = model.SerializeToString()
     image_input = check_input_against_card(model, card, model_path)
     runner = OnnxRunner(data)
@@ -289,6 +290,7 @@ def onnx_from_third_party(model_path: str | Path, output: str | Path, card: Card
             "batch": "dynamic" if batch["dynamic"] else 1,
             "batch_rewrites": batch.get("rewrites", []),
             **({"unfused_convolutions": unfused} if unfused else {}),
+            **({"named_nodes": named} if named else {}),
             **({"batch_note": batch["reason"]} if "reason" in batch else {}),
         },
     )
@@ -421,6 +423,24 @@ def with_standard_convolutions(model: onnx.ModelProto) -> tuple[onnx.ModelProto,
     model.opset_import.extend(kept)
     logger.info("replaced %d com.microsoft FusedConv nodes by standard Conv + activation", count)
     return model, count
+
+
+def with_node_names(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """Give every unnamed node a unique name (``<op>_<index>``): the INT8 tools exclude and report
+    layers by node name. Returns the model (a copy when anything changed) and how many were named."""
+    unnamed = [index for index, node in enumerate(model.graph.node) if not node.name]
+    if not unnamed:
+        return model, 0
+    model = _copy(model)
+    taken = {node.name for node in model.graph.node}
+    for index in unnamed:
+        node = model.graph.node[index]
+        name = f"{node.op_type}_{index}"
+        while name in taken:
+            name += "_"
+        node.name = name
+        taken.add(name)
+    return model, len(unnamed)
 
 
 def input_batch(value: onnx.ValueInfoProto) -> int | None:
