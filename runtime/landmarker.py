@@ -211,7 +211,9 @@ def decode_output(
     count, points_per_face = len(output), card.num_points
     if card.output_kind == "coords":
         start, stop = card.coords_slice or (0, 2 * points_per_face)
-        if count and (output[0].size != stop if card.coords_slice is None else output[0].size < stop):
+        # Exactly 2K values, or at least up to the slice's end when the output carries other heads too.
+        values_per_face = output[0].size if count else stop
+        if values_per_face < stop or (card.coords_slice is None and values_per_face != stop):
             raise BackendError(
                 f"model output is {output.shape} but the card says {points_per_face} (x, y) coords per face"
                 + (f" at values {start}-{stop - 1}" if card.coords_slice else "")
