@@ -26,7 +26,7 @@ from runtime.card import Card
 from runtime.crop import landmark_box
 from runtime.errors import EdgemarkError
 from runtime.landmarker import crop_inputs, decode_output
-from runtime.layouts import get_layout, to_68
+from runtime.layouts import get_layout, shared_with_68
 from runtime.metrics import nme_per_image
 
 logger = logging.getLogger(__name__)
@@ -160,12 +160,21 @@ def frame_points(output: np.ndarray, card: Card, matrices: np.ndarray) -> np.nda
     return decode_output(output, card, matrices)[0]
 
 
-def comparable_points(predicted: np.ndarray, truth: np.ndarray, card: Card) -> tuple[np.ndarray, str]:
-    """Bring predictions to the annotations' layout (98 -> 68 when needed) and name that layout."""
+def comparable_points(
+    predicted: np.ndarray, truth: np.ndarray, card: Card
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Predictions and annotations on the points both have, and the name of that layout.
+
+    Same point count: unchanged, in the card's layout. 68-point annotations: a 98-point model is
+    mapped 98 -> 68 and scored on all 68; a 66-point model (``ibug66``) is scored on the 66 points it
+    shares with iBUG-68, i.e. without the inner-mouth corners 60 and 64
+    (:func:`runtime.layouts.shared_with_68`).
+    """
     if predicted.shape[1] == truth.shape[1]:
-        return predicted, get_layout(card.layout).name
-    if truth.shape[1] == 68:
-        return to_68(predicted), "ibug68"
+        return predicted, truth, get_layout(card.layout).name
+    if truth.shape[1] == 68 and predicted.shape[1] in (98, 66):
+        predicted, truth, layout = shared_with_68(predicted, truth)
+        return predicted, truth, layout.name
     raise EdgemarkError(
         f"the model predicts {predicted.shape[1]} points ({card.layout}) but the annotations have "
         f"{truth.shape[1]}; annotate with the same layout or with 68 points"
@@ -174,7 +183,7 @@ def comparable_points(predicted: np.ndarray, truth: np.ndarray, card: Card) -> t
 
 def nme(predicted: np.ndarray, truth: np.ndarray, card: Card, normalisation: str = "inter_ocular") -> np.ndarray:
     """Per-image NME of frame-pixel predictions against the annotations, as a fraction."""
-    predicted, layout_name = comparable_points(predicted, truth, card)
+    predicted, truth, layout_name = comparable_points(predicted, truth, card)
     return nme_per_image(predicted, truth, get_layout(layout_name), normalisation)
 
 
@@ -255,9 +264,9 @@ def verify_artifact(config: VerifyConfig) -> dict:
     change = float((scores["artifact"]["inter_ocular"].mean() - scores["reference"]["inter_ocular"].mean()) * 100)
 
     # Per-point shift of the artifact from the reference, in percent of each face's inter-ocular distance.
-    _, scored_layout = comparable_points(reference_points, truth, reference_card)
+    _, scored_truth, scored_layout = comparable_points(reference_points, truth, reference_card)
     eyes = get_layout(scored_layout).outer_eye_corners
-    distance = np.linalg.norm(truth[:, eyes[0]] - truth[:, eyes[1]], axis=-1)
+    distance = np.linalg.norm(scored_truth[:, eyes[0]] - scored_truth[:, eyes[1]], axis=-1)
     shift = np.linalg.norm(artifact_points - reference_points, axis=-1) / distance[:, None] * 100  # (N, K)
     point_order = np.argsort(-shift.mean(axis=0))[: config.worst]
     face_change = (scores["artifact"]["inter_ocular"] - scores["reference"]["inter_ocular"]) * 100

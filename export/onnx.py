@@ -6,6 +6,10 @@ Examples::
     python -m export.onnx --import PFLD_GhostOne_112_1_opt_sim.onnx -o artifacts/pfld.onnx \\
         --layout wflw98 --input-size 112 --channel-order BGR --mean 0.5 0.5 0.5 --std 0.5 0.5 0.5 \\
         --output-kind coords --crop-scale 1.2 --crop-box landmarks
+    python -m export.onnx --import lm_model0_opt.onnx -o artifacts/openseeface.onnx \
+        --layout ibug66 --input-size 224 --output-kind heatmap_offsets --heatmap-size 28 \
+        --cell-spacing 223/27 --offset-scale 223 --offset-channels heatmap,y_offset,x_offset \
+        --offset-transform logit --offset-divisor 16 --crop-scale 1.2 --crop-scale-y 1.25
 
 The library lives in :mod:`export.onnx_export` (this file is only the command); with absolute
 imports ``import onnx`` elsewhere in the package still gets the ``onnx`` package.
@@ -21,7 +25,7 @@ from typing import Sequence
 from runtime.card import OUTPUT_KINDS, Card
 from runtime.crop import CropRule, Normalisation
 from runtime.errors import UsageError, cli_main
-from runtime.heatmap import DECODERS
+from runtime.heatmap import DECODERS, OFFSET_DECODE, OFFSET_TRANSFORMS, HeatmapOffsets
 from runtime.layouts import LAYOUTS
 
 
@@ -73,23 +77,88 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--input-size", type=int, help="side of the square input")
     card.add_argument("--channel-order", choices=("RGB", "BGR"), default="RGB")
     card.add_argument(
-        "--mean", type=float, nargs=3, default=(0.485, 0.456, 0.406), help="per channel, on the [0, 1] scale"
+        "--mean", type=_number, nargs=3, default=(0.485, 0.456, 0.406), help="per channel, on the [0, 1] scale"
     )
     card.add_argument(
-        "--std", type=float, nargs=3, default=(0.229, 0.224, 0.225), help="per channel, on the [0, 1] scale"
+        "--std", type=_number, nargs=3, default=(0.229, 0.224, 0.225), help="per channel, on the [0, 1] scale"
     )
     card.add_argument(
-        "--output-kind", choices=OUTPUT_KINDS, help="coords: (N, 2K) in [0, 1] of the crop; heatmap: (N, K, H, W)"
+        "--output-kind",
+        choices=OUTPUT_KINDS,
+        help="coords: (N, 2K) in [0, 1] of the crop; heatmap: (N, K, H, W); "
+        "heatmap_offsets: (N, 3K, G, G) heatmaps with x and y offset maps",
     )
     card.add_argument("--heatmap-stride", type=int, help="input pixels per heatmap pixel (heatmap outputs)")
     card.add_argument("--decode", choices=DECODERS, default="centroid", help="heatmap decode method (heatmap outputs)")
     card.add_argument(
+        "--coords-slice",
+        type=int,
+        nargs=2,
+        metavar=("START", "STOP"),
+        help="coords outputs holding more than the points: the 2K point values are output[START:STOP]",
+    )
+    offsets = parser.add_argument_group("heatmap_offsets outputs (see runtime.heatmap.HeatmapOffsets)")
+    offsets.add_argument("--heatmap-size", type=int, help="G, cells per side of each map")
+    offsets.add_argument("--cell-spacing", type=_number, help="input pixels between cells, e.g. 223/27")
+    offsets.add_argument("--offset-scale", type=_number, help="input pixels per unit of decoded offset, e.g. 223")
+    offsets.add_argument(
+        "--offset-channels",
+        type=lambda text: tuple(text.split(",")),
+        help="order of the three K-channel groups, e.g. heatmap,y_offset,x_offset",
+    )
+    offsets.add_argument(
+        "--offset-transform", choices=OFFSET_TRANSFORMS, default="identity", help="logit: offsets are sigmoid-squashed"
+    )
+    offsets.add_argument("--offset-divisor", type=_number, default=1.0, help="divides the transformed offset")
+    card.add_argument(
         "--crop-box", choices=("landmarks", "detector"), default="landmarks", help="box the crop starts from"
     )
-    card.add_argument("--crop-scale", type=float, default=1.25, help="square side / longer box side")
-    card.add_argument("--crop-shift-y", type=float, default=0.0, help="downward centre shift, fraction of the side")
+    card.add_argument(
+        "--crop-scale", type=float, default=1.25, help="square side / longer box side (with --crop-scale-y: width / box width)"
+    )
+    card.add_argument(
+        "--crop-scale-y",
+        type=float,
+        help="crop per axis instead of a square: height / box height, each axis stretched to the input side",
+    )
+    card.add_argument("--crop-shift-y", type=float, default=0.0, help="downward centre shift, fraction of the crop height")
     card.add_argument("--keep-batch", action="store_true", help="do not try to make a fixed batch dimension dynamic")
     return parser
+
+
+def _number(text: str) -> float:
+    """A float, or a fraction such as ``223/27`` (exact spacings read better as the ratio they are)."""
+    try:
+        numerator, _, denominator = text.partition("/")
+        return float(numerator) / float(denominator) if denominator else float(numerator)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number or a fraction like 223/27, got '{text}'") from None
+
+
+def _heatmap_offsets(args: argparse.Namespace) -> HeatmapOffsets | None:
+    """The offset-map record of a ``heatmap_offsets`` import, from its flags (all required)."""
+    flags = {
+        "--heatmap-size": args.heatmap_size,
+        "--cell-spacing": args.cell_spacing,
+        "--offset-scale": args.offset_scale,
+        "--offset-channels": args.offset_channels,
+    }
+    if args.output_kind != "heatmap_offsets":
+        return None
+    missing = [flag for flag, value in flags.items() if value is None]
+    if missing:
+        raise UsageError(
+            f"--output-kind heatmap_offsets needs {', '.join(missing)} (how the offset maps are laid out and decoded; "
+            "see the model's documentation)"
+        )
+    return HeatmapOffsets(
+        grid_size=args.heatmap_size,
+        cell_spacing=args.cell_spacing,
+        offset_scale=args.offset_scale,
+        channel_groups=args.offset_channels,
+        offset_transform=args.offset_transform,
+        offset_divisor=args.offset_divisor,
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> CheckpointConfig | ImportConfig:
@@ -115,8 +184,8 @@ def config_from_args(args: argparse.Namespace) -> CheckpointConfig | ImportConfi
         raise UsageError(f"--input-size must be positive, got {args.input_size}")
     if args.output_kind == "heatmap" and args.heatmap_stride and args.input_size % args.heatmap_stride:
         raise UsageError(f"--input-size {args.input_size} is not a multiple of --heatmap-stride {args.heatmap_stride}")
-    if args.crop_scale <= 0:
-        raise UsageError(f"--crop-scale must be positive, got {args.crop_scale}")
+    if args.crop_scale <= 0 or (args.crop_scale_y is not None and args.crop_scale_y <= 0):
+        raise UsageError(f"--crop-scale and --crop-scale-y must be positive, got {args.crop_scale}, {args.crop_scale_y}")
     if any(value <= 0 for value in args.std):
         raise UsageError(f"--std values must be positive, got {list(args.std)}")
     card = Card(
@@ -126,8 +195,10 @@ def config_from_args(args: argparse.Namespace) -> CheckpointConfig | ImportConfi
         normalisation=Normalisation(args.channel_order, tuple(args.mean), tuple(args.std)),
         output_kind=args.output_kind,
         heatmap_stride=args.heatmap_stride if args.output_kind == "heatmap" else None,
-        decode=args.decode if args.output_kind == "heatmap" else "direct",
-        crop_rule=CropRule(args.crop_box, args.crop_scale, args.crop_shift_y),
+        heatmap_offsets=_heatmap_offsets(args),
+        coords_slice=tuple(args.coords_slice) if args.coords_slice else None,
+        decode={"heatmap": args.decode, "heatmap_offsets": OFFSET_DECODE}.get(args.output_kind, "direct"),
+        crop_rule=CropRule(args.crop_box, args.crop_scale, args.crop_shift_y, args.crop_scale_y),
     )
     return ImportConfig(args.import_model, args.output, card, dynamic_batch=not args.keep_batch)
 

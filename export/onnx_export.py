@@ -224,8 +224,11 @@ def onnx_from_third_party(model_path: str | Path, output: str | Path, card: Card
     """Import a third-party ONNX model: check it against the card given by flags, copy it with the card.
 
     The input must accept ``(N, 3, S, S)`` at the card's input size; the first output must hold
-    ``2 * num_points`` values per image (``coords``) or ``(num_points, S/stride, S/stride)`` maps
-    (``heatmap``). A batch dimension fixed at 1 is made dynamic when that provably gives the same
+    ``2 * num_points`` values per image (``coords``; at least up to the card's ``coords_slice`` when
+    it has one), ``(num_points, S/stride, S/stride)`` maps (``heatmap``) or ``(3 * num_points, G, G)``
+    maps (``heatmap_offsets``). ONNX Runtime's FusedConv nodes are replaced by standard ops
+    (:func:`with_standard_convolutions`, checked to give the same output) so that the quantizers and
+    OpenVINO see ordinary convolutions. A batch dimension fixed at 1 is made dynamic when that provably gives the same
     results (batch of 4 versus 4 single runs); Reshape nodes that hard-code the batch as 1 are
     rewritten to copy it (shape value 0). When that fails the batch stays 1 and the card says so.
 
@@ -245,7 +248,9 @@ def onnx_from_third_party(model_path: str | Path, output: str | Path, card: Card
     model_path = Path(model_path)
     output = check_output_path(output, model_path)
     started = time.perf_counter()
-    model = load_onnx(model_path)
+    original = load_onnx(model_path)
+    model, unfused = with_standard_convolutions(original)
+    model, named = with_node_names(model)
     data = model.SerializeToString()
     image_input = check_input_against_card(model, card, model_path)
     runner = OnnxRunner(data)
@@ -258,6 +263,15 @@ def onnx_from_third_party(model_path: str | Path, output: str | Path, card: Card
             "check --input-size"
         ) from None
     check_output_against_card(first, card, model_path)
+    if unfused:  # the rewrite must compute what the original computed
+        original_runner = OnnxRunner(original.SerializeToString())
+        reference = original_runner.infer({image_input.name: sample})[original_runner.output_names[0]]
+        difference = float(np.max(np.abs(reference - first)))
+        if difference > 1e-4:
+            raise ExportError(
+                f"{model_path}: replacing {unfused} FusedConv nodes changed the output by {difference:.1e}; "
+                "nothing written. Report the model"
+            )
 
     batch: dict = {"dynamic": input_batch(image_input) is None}
     if dynamic_batch and not batch["dynamic"]:
@@ -275,6 +289,8 @@ def onnx_from_third_party(model_path: str | Path, output: str | Path, card: Card
             "opset": _default_opset(model),
             "batch": "dynamic" if batch["dynamic"] else 1,
             "batch_rewrites": batch.get("rewrites", []),
+            **({"unfused_convolutions": unfused} if unfused else {}),
+            **({"named_nodes": named} if named else {}),
             **({"batch_note": batch["reason"]} if "reason" in batch else {}),
         },
     )
@@ -308,11 +324,29 @@ def check_output_against_card(output: np.ndarray, card: Card, name: str | Path) 
     """The first output of one image must fit the card's output kind and point count."""
     if card.output_kind == "coords":
         values = int(np.prod(output.shape[1:]))
+        if card.coords_slice is not None:
+            if output.shape[0] != 1 or values < card.coords_slice[1]:
+                raise CardMismatch(
+                    f"{name}: model output is {tuple(output.shape)} ({values} values per image) but --coords-slice "
+                    f"{card.coords_slice[0]} {card.coords_slice[1]} reads up to value {card.coords_slice[1]}"
+                )
+            return
         if output.shape[0] != 1 or values != 2 * card.num_points:
+            slice_hint = " (if the points are only part of the output, say where with --coords-slice START STOP)"
             raise CardMismatch(
                 f"{name}: model output is {tuple(output.shape)} ({values} values per image) but --layout {card.layout} "
                 f"--output-kind coords needs {2 * card.num_points} ({card.num_points} x, y pairs); "
-                f"the model has {values // 2} points"
+                f"the model has {values // 2} points" + (slice_hint if values > 2 * card.num_points else "")
+            )
+        return
+    if card.output_kind == "heatmap_offsets":
+        grid = card.heatmap_offsets.grid_size
+        expected = (3 * card.num_points, grid, grid)
+        if output.ndim != 4 or tuple(output.shape[1:]) != expected:
+            raise CardMismatch(
+                f"{name}: model output is {tuple(output.shape)} but --layout {card.layout} --output-kind "
+                f"heatmap_offsets --heatmap-size {grid} needs (1, {expected[0]}, {grid}, {grid}) "
+                f"({card.num_points} heatmaps, then {card.num_points} maps per offset axis)"
             )
         return
     size = card.input_size // card.heatmap_stride
@@ -321,6 +355,92 @@ def check_output_against_card(output: np.ndarray, card: Card, name: str | Path) 
             f"{name}: model output is {tuple(output.shape)} but --layout {card.layout} --output-kind heatmap "
             f"--heatmap-stride {card.heatmap_stride} needs (1, {card.num_points}, {size}, {size})"
         )
+
+
+# ONNX Runtime's FusedConv activations -> (standard op, its float attributes in activation_params order).
+_FUSED_ACTIVATIONS = {
+    "Relu": ("Relu", ()),
+    "Sigmoid": ("Sigmoid", ()),
+    "Tanh": ("Tanh", ()),
+    "LeakyRelu": ("LeakyRelu", ("alpha",)),
+    "HardSigmoid": ("HardSigmoid", ("alpha", "beta")),
+    "Clip": ("Clip", ()),  # min and max are inputs from opset 11
+}
+
+
+def with_standard_convolutions(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """Replace ONNX Runtime's ``com.microsoft`` FusedConv nodes by Conv (+ Add) + activation.
+
+    Models saved after ONNX Runtime's graph optimisation (OpenSeeFace's ``*_opt.onnx``) hold
+    FusedConv, which only ONNX Runtime runs and which its quantizer leaves in float. The standard
+    ops compute the same; unused ``com.microsoft*`` opset imports are dropped.
+
+    Returns:
+        The model (a rewritten copy when anything changed) and the number of nodes rewritten.
+
+    Raises:
+        ExportError: a FusedConv activation with no standard op here, or Clip bounds on an opset
+            before 11.
+    """
+    if not any(node.op_type == "FusedConv" and node.domain == "com.microsoft" for node in model.graph.node):
+        return model, 0
+    opset = _default_opset(model)
+    model = _copy(model)
+    nodes, count = [], 0
+    for node in model.graph.node:
+        if node.op_type != "FusedConv" or node.domain != "com.microsoft":
+            nodes.append(node)
+            continue
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        activation = attributes.pop("activation", b"").decode() or None
+        parameters = list(attributes.pop("activation_params", []))
+        if activation is not None and activation not in _FUSED_ACTIVATIONS:
+            raise ExportError(f"FusedConv '{node.name}' has activation {activation}, which the import cannot unfuse")
+        name = node.name or node.output[0]
+        result = f"{name}__conv" if activation or len(node.input) > 3 else node.output[0]
+        nodes.append(onnx.helper.make_node("Conv", list(node.input[:3]), [result], name=f"{name}__conv", **attributes))
+        if len(node.input) > 3 and node.input[3]:  # Z: a tensor added before the activation
+            summed = f"{name}__sum" if activation else node.output[0]
+            nodes.append(onnx.helper.make_node("Add", [result, node.input[3]], [summed], name=f"{name}__add"))
+            result = summed
+        if activation == "Clip":
+            if opset < 11:
+                raise ExportError(f"FusedConv '{name}' clips, which needs opset 11 or later (model: {opset})")
+            bounds = [f"{name}__clip_min", f"{name}__clip_max"]
+            for bound, value in zip(bounds, parameters):
+                model.graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32), bound))
+            nodes.append(onnx.helper.make_node("Clip", [result, *bounds], [node.output[0]], name=f"{name}__clip"))
+        elif activation:
+            op_type, names = _FUSED_ACTIVATIONS[activation]
+            options = dict(zip(names, parameters))
+            nodes.append(onnx.helper.make_node(op_type, [result], [node.output[0]], name=f"{name}__act", **options))
+        count += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {node.domain for node in model.graph.node}
+    kept = [entry for entry in model.opset_import if entry.domain in ("", "ai.onnx") or entry.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    logger.info("replaced %d com.microsoft FusedConv nodes by standard Conv + activation", count)
+    return model, count
+
+
+def with_node_names(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """Give every unnamed node a unique name (``<op>_<index>``): the INT8 tools exclude and report
+    layers by node name. Returns the model (a copy when anything changed) and how many were named."""
+    unnamed = [index for index, node in enumerate(model.graph.node) if not node.name]
+    if not unnamed:
+        return model, 0
+    model = _copy(model)
+    taken = {node.name for node in model.graph.node}
+    for index in unnamed:
+        node = model.graph.node[index]
+        name = f"{node.op_type}_{index}"
+        while name in taken:
+            name += "_"
+        node.name = name
+        taken.add(name)
+    return model, len(unnamed)
 
 
 def input_batch(value: onnx.ValueInfoProto) -> int | None:

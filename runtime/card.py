@@ -16,11 +16,14 @@ from typing import Any
 
 from runtime.crop import CropRule, Normalisation
 from runtime.errors import EdgemarkError, UsageError
+from runtime.heatmap import OFFSET_DECODE, HeatmapOffsets
 from runtime.layouts import get_layout
 
 CARD_VERSION = 1
 METADATA_KEY = "edgemark.card"
-OUTPUT_KINDS = ("heatmap", "coords")
+OUTPUT_KINDS = ("heatmap", "coords", "heatmap_offsets")
+# Fields left out of the serialized card while unset, so cards written before they existed stay byte-identical.
+_OPTIONAL_FIELDS = ("heatmap_offsets", "coords_slice")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -38,9 +41,14 @@ class Card:
         input_size: side of the square input in pixels.
         input_name: name of the model's image input.
         normalisation: channel order and mean/std.
-        output_kind: ``heatmap`` (N, K, H, W) or ``coords`` (N, 2K) normalised to [0, 1] of the crop.
+        output_kind: ``heatmap`` (N, K, H, W), ``coords`` (N, 2K) normalised to [0, 1] of the crop, or
+            ``heatmap_offsets`` (N, 3K, G, G) heatmaps with x and y offset maps.
         heatmap_stride: input pixels per heatmap pixel (heatmap outputs only).
-        decode: heatmap decode method (``centroid``, ``argmax``, ``soft_argmax``); ``direct`` for coords.
+        heatmap_offsets: channel layout and offset decoding (``heatmap_offsets`` outputs only).
+        coords_slice: ``(start, stop)`` of the 2K point values in a flat ``coords`` output that holds
+            more (Peppa's 143 values: ``(0, 136)``, pose and other heads after); ``None``: all of it.
+        decode: heatmap decode method (``centroid``, ``argmax``, ``soft_argmax``); ``direct`` for coords;
+            ``peak_offset`` for heatmap_offsets.
         crop_rule: how a face box becomes the input square.
         precision: ``fp32``, ``fp16`` or ``int8``.
         format: artifact format (``onnx``, ``openvino``, ``tensorrt``, ``torch``).
@@ -59,6 +67,8 @@ class Card:
     crop_rule: CropRule
     decode: str = "centroid"
     heatmap_stride: int | None = None
+    heatmap_offsets: HeatmapOffsets | None = None
+    coords_slice: tuple[int, int] | None = None
     input_name: str = "input"
     precision: str = "fp32"
     format: str = "onnx"
@@ -79,6 +89,21 @@ class Card:
             raise UsageError(f"output kind '{self.output_kind}' is not one of {', '.join(OUTPUT_KINDS)}")
         if self.output_kind == "heatmap" and not self.heatmap_stride:
             raise UsageError("a heatmap card needs heatmap_stride (input pixels per heatmap pixel)")
+        if (self.output_kind == "heatmap_offsets") != (self.heatmap_offsets is not None):
+            raise UsageError(
+                "a heatmap_offsets card needs 'heatmap_offsets' (grid_size, cell_spacing, offset_scale, "
+                "channel_groups, offset_transform, offset_divisor), and only such a card has it; "
+                f"this one has output_kind '{self.output_kind}' and heatmap_offsets={self.heatmap_offsets}"
+            )
+        if self.output_kind == "heatmap_offsets" and self.decode != OFFSET_DECODE:
+            raise UsageError(f"a heatmap_offsets card decodes with '{OFFSET_DECODE}', not '{self.decode}'")
+        if self.coords_slice is not None:
+            start, stop = self.coords_slice
+            if self.output_kind != "coords" or start < 0 or stop - start != 2 * self.num_points:
+                raise UsageError(
+                    f"coords_slice {list(self.coords_slice)} must select the {2 * self.num_points} values of "
+                    f"{self.num_points} (x, y) pairs in a coords output (output kind here: {self.output_kind})"
+                )
         if self.precision not in PRECISIONS:
             raise UsageError(f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
 
@@ -90,6 +115,11 @@ class Card:
         values = asdict(self)
         values["normalisation"] = self.normalisation.to_dict()
         values["crop_rule"] = self.crop_rule.to_dict()
+        if self.heatmap_offsets is not None:
+            values["heatmap_offsets"] = self.heatmap_offsets.to_dict()
+        for name in _OPTIONAL_FIELDS:
+            if values[name] is None:
+                del values[name]
         return values
 
     def to_json(self) -> str:
@@ -101,6 +131,10 @@ class Card:
             values = dict(values)
             values["normalisation"] = Normalisation.from_dict(values["normalisation"])
             values["crop_rule"] = CropRule.from_dict(values["crop_rule"])
+            if values.get("heatmap_offsets") is not None:
+                values["heatmap_offsets"] = HeatmapOffsets.from_dict(values["heatmap_offsets"])
+            if values.get("coords_slice") is not None:
+                values["coords_slice"] = tuple(values["coords_slice"])
             return cls(**values)
         except (KeyError, TypeError) as error:
             raise CardError(f"card is incomplete or has unknown fields ({error}); re-export the artifact") from None

@@ -16,22 +16,37 @@ from runtime.errors import UsageError
 class CropRule:
     """How a face box becomes the model's input square.
 
-    The square's side is ``scale * max(box width, box height)``, centred on the box centre shifted
-    down by ``shift_y * side``; pixels outside the image are zero (``cv2.BORDER_CONSTANT``).
+    Square (the default, ``scale_y`` unset): the cut region is a square of side
+    ``scale * max(box width, box height)``. Per axis (``scale_y`` set): the region is ``scale * box
+    width`` wide and ``scale_y * box height`` tall, and each axis is resized to the input side on its
+    own, so a non-square box is stretched (OpenSeeFace widens the box by 10 % of its width on each
+    side and 12.5 % of its height above and below: ``scale=1.2, scale_y=1.25``). Either way the
+    region is centred on the box centre shifted down by ``shift_y`` times its height; pixels outside
+    the image are zero (``cv2.BORDER_CONSTANT``).
 
     Attributes:
         box: which box the rule starts from: ``landmarks`` (bounding box of the points, the rule used
             in training and by PFLD) or ``detector`` (a face detector's box).
-        scale: side of the square relative to the box's longer side.
-        shift_y: downward shift of the centre as a fraction of the side.
+        scale: side of the square relative to the box's longer side; with ``scale_y`` set, the
+            region's width relative to the box's width.
+        shift_y: downward shift of the centre as a fraction of the region's height.
+        scale_y: ``None`` for a square region; else the region's height relative to the box's height.
     """
 
     box: str = "landmarks"
     scale: float = 1.25
     shift_y: float = 0.0
+    scale_y: float | None = None
+
+    def __post_init__(self):
+        if not self.scale > 0 or (self.scale_y is not None and not self.scale_y > 0):
+            raise UsageError(f"crop scales must be positive, got scale={self.scale}, scale_y={self.scale_y}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        if self.scale_y is None:  # square rules keep the card they always had
+            del values["scale_y"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "CropRule":
@@ -70,15 +85,19 @@ def landmark_box(points: np.ndarray) -> np.ndarray:
 def crop_matrix(box: np.ndarray, rule: CropRule, size: int) -> np.ndarray:
     """2x3 affine matrix taking frame pixel coordinates to input-square coordinates.
 
-    Pixel centres are at integers in both frames, so the box centre lands at ``(size - 1) / 2``.
+    Pixel centres are at integers in both frames, so the box centre lands at ``(size - 1) / 2`` and
+    the region's edges on the input's outer pixel edges (-0.5 and ``size - 0.5``).
     """
     x1, y1, x2, y2 = (float(v) for v in box)
-    side = rule.scale * max(x2 - x1, y2 - y1, 1.0)
+    if rule.scale_y is None:
+        width = height = rule.scale * max(x2 - x1, y2 - y1, 1.0)
+    else:
+        width, height = rule.scale * max(x2 - x1, 1.0), rule.scale_y * max(y2 - y1, 1.0)
     centre_x = (x1 + x2) / 2.0
-    centre_y = (y1 + y2) / 2.0 + rule.shift_y * side
-    k = size / side
+    centre_y = (y1 + y2) / 2.0 + rule.shift_y * height
+    kx, ky = size / width, size / height
     return np.array(
-        [[k, 0.0, (size - 1) / 2.0 - k * centre_x], [0.0, k, (size - 1) / 2.0 - k * centre_y]], dtype=np.float64
+        [[kx, 0.0, (size - 1) / 2.0 - kx * centre_x], [0.0, ky, (size - 1) / 2.0 - ky * centre_y]], dtype=np.float64
     )
 
 

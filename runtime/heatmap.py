@@ -2,12 +2,24 @@
 
 Coordinates are in heatmap pixels with pixel centres at integers. :func:`heatmap_to_input` maps them
 to the model input's pixels for a heatmap of a given stride.
+
+Heatmaps with offset maps (card output kind ``heatmap_offsets``, e.g. OpenSeeFace) are decoded by
+:func:`decode_offsets` straight to input pixels, as :class:`HeatmapOffsets` describes.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 
+from runtime.errors import UsageError
+
 DECODERS = ("argmax", "centroid", "soft_argmax")
+OFFSET_DECODE = "peak_offset"
+OFFSET_GROUPS = ("heatmap", "x_offset", "y_offset")
+OFFSET_TRANSFORMS = ("identity", "logit")
+# The author's clamp before the logit (OpenSeeFace tracker.py): keeps saturated sigmoids finite.
+_LOGIT_EPSILON = 1e-7
 
 
 def argmax(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,3 +110,92 @@ def heatmap_to_input(coords: np.ndarray, stride: float) -> np.ndarray:
 def input_to_heatmap(coords: np.ndarray, stride: float) -> np.ndarray:
     """Inverse of :func:`heatmap_to_input`."""
     return (coords - (stride - 1) / 2.0) / stride
+
+
+@dataclass(frozen=True)
+class HeatmapOffsets:
+    """Layout and decoding of a heatmap + offset-map output (card output kind ``heatmap_offsets``).
+
+    The output is (N, 3K, G, G): three groups of K maps stacked on the channel axis in
+    ``channel_groups`` order (OpenSeeFace's 198 channels: 66 heatmaps, 66 row offsets, 66 column
+    offsets). Point k is the peak cell (row r, column c) of its heatmap plus the offsets read at that
+    cell, in input pixels with pixel centres at integers::
+
+        x = c * cell_spacing + offset_scale * transform(x_offset[k, r, c]) / offset_divisor
+        y = r * cell_spacing + offset_scale * transform(y_offset[k, r, c]) / offset_divisor
+
+    Cell (0, 0) sits on the centre of input pixel (0, 0); with ``cell_spacing = (S - 1) / (G - 1)``
+    the last cell sits on pixel ``S - 1`` (OpenSeeFace: 223 / 27 for S = 224, G = 28).
+
+    Attributes:
+        grid_size: G, cells per side of each map.
+        cell_spacing: input pixels between neighbouring cells.
+        offset_scale: input pixels per unit of transformed, divided offset (OpenSeeFace: S - 1 = 223).
+        channel_groups: order of the three K-channel groups: a permutation of ``heatmap``,
+            ``x_offset``, ``y_offset``.
+        offset_transform: ``logit`` when the model squashes offsets with a sigmoid (OpenSeeFace),
+            ``identity`` when it outputs them raw.
+        offset_divisor: divides the transformed offset (OpenSeeFace's logit factor 16).
+    """
+
+    grid_size: int
+    cell_spacing: float
+    offset_scale: float
+    channel_groups: tuple[str, str, str] = ("heatmap", "x_offset", "y_offset")
+    offset_transform: str = "identity"
+    offset_divisor: float = 1.0
+
+    def __post_init__(self):
+        if sorted(self.channel_groups) != sorted(OFFSET_GROUPS):
+            raise UsageError(
+                f"offset channel groups {list(self.channel_groups)} must order each of {', '.join(OFFSET_GROUPS)} once"
+            )
+        if self.offset_transform not in OFFSET_TRANSFORMS:
+            raise UsageError(f"offset transform '{self.offset_transform}' is not one of {', '.join(OFFSET_TRANSFORMS)}")
+        if not (self.grid_size >= 1 and self.cell_spacing > 0 and self.offset_scale > 0 and self.offset_divisor > 0):
+            raise UsageError(
+                f"heatmap offsets need grid_size >= 1 and positive cell_spacing, offset_scale and offset_divisor; got "
+                f"{self.grid_size}, {self.cell_spacing}, {self.offset_scale}, {self.offset_divisor}"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "HeatmapOffsets":
+        values = dict(values)
+        if "channel_groups" in values:
+            values["channel_groups"] = tuple(values["channel_groups"])
+        return cls(**values)
+
+
+def decode_offsets(output: np.ndarray, spec: HeatmapOffsets, num_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decode (N, 3K, G, G) heatmap + offset maps into input-pixel points.
+
+    Args:
+        output: the model's output.
+        spec: its layout and offset decoding.
+        num_points: K.
+
+    Returns:
+        (N, K, 2) x, y in input pixels (pixel centres at integers) and (N, K) confidences: the peak
+        values clipped to [0, 1].
+    """
+    n = len(output)
+    k, g = num_points, spec.grid_size
+    groups = np.asarray(output).reshape(n, 3, k, g * g)
+    index = {name: position for position, name in enumerate(spec.channel_groups)}
+    heatmaps = groups[:, index["heatmap"]]
+    peak_cell = heatmaps.argmax(axis=-1)[..., None]  # (N, K, 1) flat index of the peak cell
+    peak = np.take_along_axis(heatmaps, peak_cell, axis=-1)[..., 0]
+    offsets = []
+    for axis in ("x_offset", "y_offset"):
+        value = np.take_along_axis(groups[:, index[axis]], peak_cell, axis=-1)[..., 0].astype(np.float64)
+        if spec.offset_transform == "logit":
+            value = np.clip(value, _LOGIT_EPSILON, 1.0 - _LOGIT_EPSILON)
+            value = np.log(value / (1.0 - value))
+        offsets.append(value * spec.offset_scale / spec.offset_divisor)
+    row, column = np.divmod(peak_cell[..., 0], g)
+    x = column * spec.cell_spacing + offsets[0]
+    y = row * spec.cell_spacing + offsets[1]
+    return np.stack([x, y], axis=-1), np.clip(peak, 0.0, 1.0).astype(np.float32)

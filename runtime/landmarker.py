@@ -7,12 +7,16 @@ The pipeline, once for every backend::
       -> crop matrices (F, 2, 3) frame -> input square  (runtime.crop.crop_matrix)
       -> crops (F, S, S, 3) -> normalised input (F, 3, S, S) float32
       -> one batched backend.infer (a loop when the artifact's batch is fixed)
-      -> decode: heatmaps (F, K, H', W') by centroid/argmax/soft_argmax, or coords (F, 2K) directly
+      -> decode: heatmaps (F, K, H', W') by centroid/argmax/soft_argmax, coords (F, 2K) directly
+         (the card's coords_slice of a longer output), or heatmaps + offset maps (F, 3K, G, G) by peak cell
+         and offsets (runtime.heatmap.decode_offsets)
       -> input-square pixels -> frame pixels with each crop's inverse matrix
 
 Coordinate conventions: pixel centres are at integers in the frame and in the input square. A
 ``coords`` output holds (x, y) pairs normalised to the crop's extent, 0 at its left/top edge and 1 at
-its right/bottom edge, so the input-pixel coordinate is ``value * input_size - 0.5``.
+its right/bottom edge, so the input-pixel coordinate is ``value * input_size - 0.5``. A non-square
+crop rule (``CropRule.scale_y``) scales x and y differently; the matrices carry that, so
+back-projection stays one exact inverse per crop.
 
 The pure functions (:func:`crop_inputs`, :func:`decode_output`) are what export/ verification should
 share with the runtime, so that exported artifacts are judged by exactly the runtime's math.
@@ -28,7 +32,7 @@ from runtime.backends.base import Backend, BackendError
 from runtime.card import Card
 from runtime.crop import apply, crop_matrix, invert, landmark_box, normalise, warp
 from runtime.errors import EdgemarkError, UsageError, unknown_name
-from runtime.heatmap import DECODERS, decode, heatmap_to_input
+from runtime.heatmap import DECODERS, OFFSET_DECODE, decode, decode_offsets, heatmap_to_input
 from runtime.frames import FrameError, as_bgr  # noqa: F401  (re-exported: callers catch FrameError here)
 
 BOX_KINDS = ("detector", "landmarks")
@@ -194,7 +198,8 @@ def decode_output(
     """Raw model output -> (F, K, 2) frame points and (F, K) point confidences.
 
     Args:
-        output: (F, 2K) normalised coordinates for ``coords`` cards, (F, K, H, W) heatmaps otherwise.
+        output: (F, 2K) normalised coordinates for ``coords`` cards (or (F, M) holding them at the card's
+            ``coords_slice``), (F, 3K, G, G) for ``heatmap_offsets`` cards, (F, K, H, W) heatmaps otherwise.
         card: the artifact's card.
         matrices: (F, 2, 3) frame -> input-square matrices the inputs were cut with.
         decode_method: heatmap decode override (``None``: the card's).
@@ -205,12 +210,25 @@ def decode_output(
     output = np.asarray(output)
     count, points_per_face = len(output), card.num_points
     if card.output_kind == "coords":
-        if count and output[0].size != 2 * points_per_face:
+        start, stop = card.coords_slice or (0, 2 * points_per_face)
+        # Exactly 2K values, or at least up to the slice's end when the output carries other heads too.
+        values_per_face = output[0].size if count else stop
+        if values_per_face < stop or (card.coords_slice is None and values_per_face != stop):
             raise BackendError(
                 f"model output is {output.shape} but the card says {points_per_face} (x, y) coords per face"
+                + (f" at values {start}-{stop - 1}" if card.coords_slice else "")
             )
-        points = output.astype(np.float64).reshape(count, points_per_face, 2) * card.input_size - 0.5
+        values = output.reshape(count, -1)[:, start:stop] if count else np.zeros((0, stop - start))
+        points = values.astype(np.float64).reshape(count, points_per_face, 2) * card.input_size - 0.5
         confidence = np.full((count, points_per_face), np.nan, dtype=np.float32)
+    elif card.output_kind == "heatmap_offsets":
+        grid = card.heatmap_offsets.grid_size
+        if output.ndim != 4 or output.shape[1:] != (3 * points_per_face, grid, grid):
+            raise BackendError(
+                f"model output is {output.shape} but the card says ({count}, {3 * points_per_face}, {grid}, {grid}) "
+                "heatmaps with x and y offset maps"
+            )
+        points, confidence = decode_offsets(output, card.heatmap_offsets, points_per_face)
     else:
         if output.ndim != 4 or output.shape[1] != points_per_face:
             raise BackendError(
@@ -251,6 +269,11 @@ class Landmarker:
             if card.output_kind == "coords" and decode != "direct":
                 raise UsageError(
                     f"decode '{decode}' is for heatmap models; {backend.artifact.name} outputs coords (decode 'direct')"
+                )
+            if card.output_kind == "heatmap_offsets" and decode != OFFSET_DECODE:
+                raise UsageError(
+                    f"decode '{decode}' does not apply to {backend.artifact.name}: its heatmaps come with offset "
+                    f"maps (decode '{OFFSET_DECODE}')"
                 )
             if card.output_kind == "heatmap" and decode not in DECODERS:
                 raise unknown_name("decode method", decode, DECODERS)
@@ -339,6 +362,10 @@ class Landmarker:
     def _empty_output(self) -> np.ndarray:
         card = self.card
         if card.output_kind == "coords":
-            return np.zeros((0, 2 * card.num_points), dtype=np.float32)
+            values = card.coords_slice[1] if card.coords_slice else 2 * card.num_points
+            return np.zeros((0, values), dtype=np.float32)
+        if card.output_kind == "heatmap_offsets":
+            grid = card.heatmap_offsets.grid_size
+            return np.zeros((0, 3 * card.num_points, grid, grid), dtype=np.float32)
         size = card.input_size // card.heatmap_stride
         return np.zeros((0, card.num_points, size, size), dtype=np.float32)

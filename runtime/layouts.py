@@ -63,6 +63,18 @@ IBUG68 = Layout(
     pupils=(tuple(range(36, 42)), tuple(range(42, 48))),
 )
 
+# iBUG-68 without the inner-mouth corners 60 and 64 (OpenSeeFace's 66 points).
+# IBUG66_TO_68[j] is the 68-point index of 66-point j.
+IBUG66_TO_68 = np.array([i for i in range(68) if i not in (60, 64)])
+_FROM_68 = {int(index68): index66 for index66, index68 in enumerate(IBUG66_TO_68)}
+IBUG66 = Layout(
+    name="ibug66",
+    num_points=66,
+    flip_pairs=tuple((_FROM_68[a], _FROM_68[b]) for a, b in _IBUG68_PAIRS if a in _FROM_68 and b in _FROM_68),
+    outer_eye_corners=(_FROM_68[36], _FROM_68[45]),
+    pupils=(tuple(range(36, 42)), tuple(range(42, 48))),
+)
+
 # WFLW 98-point markup (same pairs as the HRNet facial-landmark code).
 _WFLW98_PAIRS = (
     _mirror(range(0, 16), range(32, 16, -1))  # contour 0..15 <-> 32..17, 16 is the chin
@@ -99,7 +111,7 @@ AFLW19 = Layout(
     pupils=((7,), (10,)),
 )
 
-LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (WFLW98, IBUG68, COFW29, AFLW19)}
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (WFLW98, IBUG68, IBUG66, COFW29, AFLW19)}
 _BY_COUNT = {layout.num_points: layout for layout in LAYOUTS.values()}
 
 # The standard WFLW-98 -> iBUG-68 index map: WFLW98_TO_68[j] is the WFLW index of 68-point j.
@@ -134,6 +146,26 @@ def to_68(points: np.ndarray) -> np.ndarray:
     if points.shape[-2] != 98:
         raise ValueError(f"to_68 needs 98 or 68 points, got {points.shape[-2]}")
     return points[..., WFLW98_TO_68, :]
+
+
+def shared_with_68(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, Layout]:
+    """Predictions and 68-point annotations on the points both have, and that layout.
+
+    98-point predictions go through the standard 98 -> 68 map and are scored on all 68 points;
+    66-point predictions (iBUG-68 without the inner-mouth corners 60 and 64) are scored on those 66,
+    the annotations reduced to them.
+
+    Args:
+        predicted: (N, K, 2) with K in 98, 68 or 66.
+        truth: (N, 68, 2).
+
+    Raises:
+        ValueError: a point count with no map to 68.
+    """
+    count = predicted.shape[-2]
+    if count == 66:
+        return predicted, truth[..., IBUG66_TO_68, :], IBUG66
+    return to_68(predicted), truth, IBUG68
 
 
 def flip_points(points: np.ndarray, layout: Layout, width: float) -> np.ndarray:

@@ -75,6 +75,28 @@ PFLD_IMPORT_FLAGS = (
     "--mean", "0.5", "0.5", "0.5", "--std", "0.5", "0.5", "0.5",
     "--output-kind", "coords", "--crop-scale", "1.2", "--crop-box", "landmarks",
 )  # fmt: skip
+# ../shared/data/README.md's OpenSeeFace card: 224x224 RGB ImageNet input; (N, 198, 28, 28) output =
+# 66 heatmaps, 66 row (y) offset maps, 66 column (x) offset maps (the author's code calls rows x;
+# checked on faces68: the first group correlates with the row residual), offsets sigmoid-squashed,
+# recovered as logit(v) / 16 * 223 input px, cells 223/27 px apart; crop = the landmarks' box widened
+# by 10 % of its width each side and 12.5 % of its height above and below (the author's tracker
+# crops the previous frame's landmark box so), stretched to 224x224.
+OPENSEEFACE_IMPORT_FLAGS = (
+    "--layout", "ibug66", "--input-size", "224", "--channel-order", "RGB",
+    "--mean", "0.485", "0.456", "0.406", "--std", "0.229", "0.224", "0.225",
+    "--output-kind", "heatmap_offsets", "--heatmap-size", "28", "--cell-spacing", "223/27",
+    "--offset-scale", "223", "--offset-channels", "heatmap,y_offset,x_offset",
+    "--offset-transform", "logit", "--offset-divisor", "16",
+    "--crop-box", "landmarks", "--crop-scale", "1.2", "--crop-scale-y", "1.25",
+)  # fmt: skip
+# The Peppa card: 160x160 BGR, (x - 127) / 127; output (N, 143), the first 136 values the 68 (x, y) pairs
+# in [0, 1] of the crop; crop = the box widened by 20 % of its width and height on each side, stretched.
+PEPPA_IMPORT_FLAGS = (
+    "--layout", "ibug68", "--input-size", "160", "--channel-order", "BGR",
+    "--mean", "127/255", "127/255", "127/255", "--std", "127/255", "127/255", "127/255",
+    "--output-kind", "coords", "--coords-slice", "0", "136",
+    "--crop-box", "landmarks", "--crop-scale", "1.4", "--crop-scale-y", "1.4",
+)  # fmt: skip
 PFLD_BASE_URL = "https://github.com/AnthonyF333/PFLD_GhostOne/raw/main/onnx_models"
 PFLD_SOURCE = "AnthonyF333/PFLD_GhostOne (GitHub), onnx_models/"
 
@@ -110,6 +132,26 @@ ZOO: dict[str, ZooEntry] = {
             source=PFLD_SOURCE,
             description="PFLD-GhostNet-Slim, WFLW 98 points, 112x112 BGR, coords output (reported WFLW NME 5.41 %)",
             import_flags=PFLD_IMPORT_FLAGS,
+        ),
+        ZooEntry(
+            name="openseeface_lm0",
+            file_name="lm_model0_opt.onnx",
+            sha256="43c9c58f03701cc15b8423c49b78af348a6397334d348887e0fda59013275c29",
+            base_url="https://github.com/emilianavt/OpenSeeFace/raw/master/models",
+            licence="BSD-2-Clause",
+            source="emilianavt/OpenSeeFace (GitHub), models/",
+            description="OpenSeeFace model 0, MobileNetV3, 66 points (iBUG-68 less 60, 64), 224x224 RGB, heatmaps + offsets",
+            import_flags=OPENSEEFACE_IMPORT_FLAGS,
+        ),
+        ZooEntry(
+            name="peppa_slim160",
+            file_name="slim_160_latest.onnx",
+            sha256="2121aacea9169ac27227508238237376fe64b96e2f2cc57082f26e88d650fbd2",
+            base_url="https://github.com/ainrichman/Peppa-Facial-Landmark-PyTorch/raw/master/pretrained_weights",
+            licence="Apache-2.0",
+            source="ainrichman/Peppa-Facial-Landmark-PyTorch (GitHub), pretrained_weights/",
+            description="Peppa slim-160, 300W-LP, 68 points, 160x160 BGR, coords output (first 136 of 143 values)",
+            import_flags=PEPPA_IMPORT_FLAGS,
         ),
     )
 }

@@ -65,6 +65,18 @@ def pfld_onnx() -> Path:
 
 
 @pytest.fixture(scope="session")
+def openseeface_onnx() -> Path:
+    """OpenSeeFace's model 0 (BSD-2-Clause): 224x224 RGB, 66 heatmaps + 2 x 66 offset maps."""
+    return _require(DATA / "models" / "openseeface" / "lm_model0_opt.onnx")
+
+
+@pytest.fixture(scope="session")
+def peppa_onnx() -> Path:
+    """Peppa's slim-160 (Apache-2.0): 160x160 BGR, 143 outputs, the first 136 the 68 (x, y) pairs."""
+    return _require(DATA / "models" / "peppa_slim160" / "slim_160_latest.onnx")
+
+
+@pytest.fixture(scope="session")
 def face_video() -> Path:
     """The real close-up face video (275 frames, 450x680)."""
     return _require(VIDEO)
