@@ -98,8 +98,6 @@ HEAD_ELEMENTWISE_OPS = (
     "Softplus", "Add", "Sub", "Mul", "Div",
 )  # fmt: skip
 HEAD_FULLY_CONNECTED_OPS = ("Gemm", "MatMul")
-# Validation inputs the mixed-precision search runs per candidate (its cost is candidates x this).
-MAX_VALIDATION = 96
 
 
 @dataclass(frozen=True)
@@ -129,6 +127,8 @@ class Int8Config:
             split (:mod:`export.mixed_precision`); ``None``: quantize everything quantizable.
         validation_fraction: share of the calibration array's source images held out (never
             calibrated on) to validate ``max_nme_drop`` on.
+        validation_samples: at most this many of the held-out samples (evenly spaced) are run per
+            candidate of the mixed-precision search.
     """
 
     model: Path
@@ -146,6 +146,7 @@ class Int8Config:
     ranges: Path | None = None
     max_nme_drop: float | None = None
     validation_fraction: float = 0.25
+    validation_samples: int = 96
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -166,6 +167,8 @@ class Int8Config:
             raise unknown_name("encoding", self.encoding, ENCODINGS)
         if self.max_nme_drop is not None and not (np.isfinite(self.max_nme_drop) and self.max_nme_drop >= 0):
             raise UsageError(f"--max-nme-drop must be a number >= 0 (percent points of NME), got {self.max_nme_drop}")
+        if self.validation_samples < 1:
+            raise UsageError(f"validation_samples must be at least 1, got {self.validation_samples}")
         if not 0 < self.validation_fraction < 1:
             raise UsageError(f"--validation-fraction must be in (0, 1), got {self.validation_fraction}")
 
@@ -332,8 +335,9 @@ def _mixed_precision(
     """Keep the fewest quantization points float that meet ``config.max_nme_drop``; time what that costs."""
     from export.mixed_precision import AgreementProbe, fewest_float_points, median_latency_ms
 
-    # Evenly spaced, at most MAX_VALIDATION: every ranking step runs the whole split.
-    picked = validation[np.linspace(0, len(validation) - 1, min(len(validation), MAX_VALIDATION)).astype(int)]
+    # Evenly spaced and capped: every candidate of the search runs the whole split.
+    count = min(len(validation), config.validation_samples)
+    picked = validation[np.linspace(0, len(validation) - 1, count).astype(int)]
     probe = AgreementProbe(float_model, card, picked)
     try:
         result = fewest_float_points(
