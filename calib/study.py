@@ -433,7 +433,8 @@ def style_variants(samples: list[Sample], card: Card, seed: int) -> Any:
             crops.append(crop)
             matrices.append(matrix)
             names.append(f"{Path(sample.image).name}@{style}")
-    return LabelFreeInputs(normalise(np.stack(crops), card.normalisation), np.stack(matrices), names, ["style"] * len(names))
+    inputs = normalise(np.stack(crops), card.normalisation)
+    return LabelFreeInputs(inputs, np.stack(matrices), names, ["style"] * len(names))
 
 
 def _label_free_inputs(context: _Context) -> None:
@@ -447,7 +448,8 @@ def _label_free_inputs(context: _Context) -> None:
     )  # fmt: skip
     styles = style_variants(context.samples, card, config.seed)
     parts = [faces, styles]
-    owner = [*range(len(context.samples)), *np.repeat(np.arange(len(context.samples)), len(styles) // len(context.samples))]
+    count = len(context.samples)
+    owner = [*range(count), *np.repeat(np.arange(count), len(styles) // count)]
     if config.video is not None:
         from runtime.backends.registry import load_backend
         from runtime.landmarker import Landmarker
@@ -456,7 +458,9 @@ def _label_free_inputs(context: _Context) -> None:
             frames = read_video_inputs(config.video, Landmarker(backend), config.video_every)
         parts.append(frames)
         owner += [-1] * len(frames)
-        logger.info("label-free set: %d frames of %s (%d skipped: no face)", len(frames), config.video, len(frames.skipped))
+        logger.info(
+            "label-free set: %d frames of %s (%d skipped: no face)", len(frames), config.video, len(frames.skipped)
+        )
     context.free = join(*parts)
     context.free_owner = np.asarray(owner, dtype=int)
 
@@ -715,7 +719,9 @@ def _pooled_label_free(per_fold: list[dict[str, list]]) -> dict[str, Any] | None
         pooled[norm] = summarise_agreement(values, names)
         if norm == "inter_ocular":
             pooled["by_kind"] = {
-                kind: summarise_agreement(values[kinds == kind], [n for n, k in zip(names, kinds) if k == kind], worst=1)
+                kind: summarise_agreement(
+                    values[kinds == kind], [name for name, k in zip(names, kinds) if k == kind], worst=1
+                )
                 for kind in ("face", "style", "frame")
                 if np.any(kinds == kind)
             }
@@ -844,7 +850,9 @@ def _label_free_section(study: dict[str, Any]) -> list[str]:
             "cut once and fed to both models. Mean / p95 per kind; the worst inputs overall."
         ),
         "",
-        "| quantizer | calibration | " + " | ".join(f"{titles[k]} mean / p95" for k in kinds) + " | worst inputs (io %) |",
+        "| quantizer | calibration | "
+        + " | ".join(f"{titles[kind]} mean / p95" for kind in kinds)
+        + " | worst inputs (io %) |",
         "| --- | --- | " + " | ".join("---" for _ in kinds) + " | --- |",
     ]
     for entry in entries:
@@ -852,9 +860,8 @@ def _label_free_section(study: dict[str, Any]) -> list[str]:
         cells = []
         for kind in kinds:
             summary = free["by_kind"].get(kind)
-            cells.append(
-                f"{_number(summary['mean'], signed=False)} / {_number(summary['p95'], signed=False)}" if summary else "–"
-            )
+            mean, p95 = (_number(summary[key], signed=False) for key in ("mean", "p95")) if summary else ("–", "–")
+            cells.append(f"{mean} / {p95}")
         worst = ", ".join(f"{w['input']} {_number(w['nme'], signed=False)}" for w in free["inter_ocular"]["worst"][:3])
         seeded = len(study["config"]["proxy_seeds"]) > 1 and entry["source"] != "real"
         source = entry["source"] + (f" (seed {entry['seed']})" if seeded else "")

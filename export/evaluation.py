@@ -165,7 +165,8 @@ class VerifyConfig:
     def __post_init__(self):
         from runtime.errors import UsageError
 
-        for flag, value in (("--max-nme-change", self.max_nme_change), ("--max-label-free-p95", self.max_label_free_p95)):
+        budgets = (("--max-nme-change", self.max_nme_change), ("--max-label-free-p95", self.max_label_free_p95))
+        for flag, value in budgets:
             if not np.isfinite(value) or value < 0:
                 raise UsageError(f"{flag} {value}: need a finite budget >= 0 (percent points)")
         if self.video_every < 1:
@@ -276,7 +277,8 @@ def verify_artifact(config: VerifyConfig) -> dict:
     if free["inputs"] == 0:
         failures.append("no label-free input (no face, and no video frame with a face)")
     elif free["non_finite"] or label_free["box"]["non_finite"]:
-        failures.append(f"label-free NME is non-finite on {max(free['non_finite'], label_free['box']['non_finite'])} inputs")
+        count = max(free["non_finite"], label_free["box"]["non_finite"])
+        failures.append(f"label-free NME is non-finite on {count} inputs")
     elif not free["p95"] <= config.max_label_free_p95:
         failures.append(f"label-free p95 {free['p95']:.3f} > {config.max_label_free_p95} % inter-ocular")
     return {
@@ -296,7 +298,9 @@ def verify_artifact(config: VerifyConfig) -> dict:
         "nme_change_box": changes["box"],
         "per_face": [
             {"image": image, "artifact": float(a * 100), "reference": float(r * 100)}
-            for image, a, r in zip(crops.images, scores["artifact"]["inter_ocular"], scores["reference"]["inter_ocular"])
+            for image, a, r in zip(
+                crops.images, scores["artifact"]["inter_ocular"], scores["reference"]["inter_ocular"]
+            )
         ],
         "worst_points": [
             {"index": int(i), "mean_shift": float(shift[:, i].mean()), "max_shift": float(shift[:, i].max())}

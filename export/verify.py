@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-nme-change",
         type=float,
         default=0.5,
-        help="budget on the NME increase against the annotations, inter-ocular and box, in percent points (default 0.5)",
+        help="budget on the NME increase against the annotations, inter-ocular and box, in percent points "
+        "(default 0.5)",
     )
     parser.add_argument(
         "--max-label-free-p95",
@@ -67,9 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"default {DEFAULT_MAX_LABEL_FREE_P95:g})",
     )
     parser.add_argument("--video", type=Path, help="a video whose frames join the label-free set")
-    parser.add_argument("--video-every", type=int, default=1, metavar="N", help="use every N-th video frame (default 1)")
     parser.add_argument(
-        "--detector", default="haar", help="face detector that starts the reference's track on --video (haar, yunet:PATH)"
+        "--video-every", type=int, default=1, metavar="N", help="use every N-th video frame (default 1)"
+    )
+    parser.add_argument(
+        "--detector",
+        default="haar",
+        help="face detector that starts the reference's track on --video (haar, yunet:PATH)",
     )
     parser.add_argument("--json", type=Path, help="write the full report here")
     return parser

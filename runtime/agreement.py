@@ -155,7 +155,8 @@ def video_inputs(
         matrices.append(frame_matrices)
         names.append(label)
     if skipped:
-        logger.info("%s: the reference found no face in %d of the %d kept frames", name, len(skipped), len(skipped) + len(names))
+        kept = len(skipped) + len(names)
+        logger.info("%s: the reference found no face in %d of the %d kept frames", name, len(skipped), kept)
     if not names:
         empty = LabelFreeInputs.empty(card)
         empty.skipped = skipped
@@ -163,7 +164,9 @@ def video_inputs(
     return LabelFreeInputs(np.concatenate(inputs), np.concatenate(matrices), names, ["frame"] * len(names), skipped)
 
 
-def read_video_inputs(path: str | Path, reference: Landmarker, every: int = 1, detector: str = "haar") -> LabelFreeInputs:
+def read_video_inputs(
+    path: str | Path, reference: Landmarker, every: int = 1, detector: str = "haar"
+) -> LabelFreeInputs:
     """:func:`video_inputs` of a video file, decoded frame by frame (never all in memory)."""
     from runtime.track import open_source
 
@@ -174,7 +177,9 @@ def read_video_inputs(path: str | Path, reference: Landmarker, every: int = 1, d
     return video_inputs((frame for frame, _ in frames), reference, path.name, every, detector)
 
 
-def check_comparable(card: Card, reference_card: Card, artifact: str = "artifact", reference: str = "reference") -> None:
+def check_comparable(
+    card: Card, reference_card: Card, artifact: str = "artifact", reference: str = "reference"
+) -> None:
     """Raise :class:`AgreementError` unless both cards take the same input tensor and predict the same points."""
     for what, mine, theirs in (
         ("input size", card.input_size, reference_card.input_size),
@@ -260,12 +265,16 @@ def format_summary(result: dict[str, Any]) -> list[str]:
     """A few lines for a terminal: mean / p95 / max per normalisation, the worst inputs, what was skipped."""
     counts = result["counts"]
     described = ", ".join(f"{count} {kind}s" for kind, count in counts.items() if kind != "skipped" and count)
-    lines = [f"label-free vs the reference on {result['inputs']} inputs ({described or 'none'}; "
-             f"{counts.get('skipped', 0)} frames without a face skipped), % of the reference's own distance:"]
+    lines = [
+        f"label-free vs the reference on {result['inputs']} inputs ({described or 'none'}; "
+        f"{counts.get('skipped', 0)} frames skipped: no face), % of the reference's own distance:"
+    ]
     for norm, label in (("inter_ocular", "inter-ocular"), ("box", "box")):
         summary = result[norm]
         non_finite = f", {summary['non_finite']} non-finite" if summary.get("non_finite") else ""
-        lines.append(f"  {label:<12} mean {summary['mean']:.3f}  p95 {summary['p95']:.3f}  max {summary['max']:.3f}{non_finite}")
-    lines.append("  worst inputs (inter-ocular %): " + ", ".join(
-        f"{entry['input']} {entry['nme']:.2f}" for entry in result["inter_ocular"]["worst"]))
+        lines.append(
+            f"  {label:<12} mean {summary['mean']:.3f}  p95 {summary['p95']:.3f}  max {summary['max']:.3f}{non_finite}"
+        )
+    worst = ", ".join(f"{entry['input']} {entry['nme']:.2f}" for entry in result["inter_ocular"]["worst"])
+    lines.append(f"  worst inputs (inter-ocular %): {worst}")
     return lines

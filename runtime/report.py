@@ -543,18 +543,20 @@ def _label_free_stage(config: ReportConfig, rows, landmarkers, faces: Faces | No
             if frames:
                 parts.append(video_inputs(frames, reference, Path(config.video).name, detector=config.detector))
             if faces is not None:
-                samples = [Sample(Path(path), truth, box) for path, truth, box in zip(faces.paths, faces.truth, faces.boxes)]
+                samples = [Sample(Path(p), truth, box) for p, truth, box in zip(faces.paths, faces.truth, faces.boxes)]
                 parts.append(face_inputs(samples, reference.card, faces.images))
             inputs = join(*parts)
             reference_points = predict_points(reference, inputs)
         except Exception as error:  # noqa: BLE001 - the rest of the report still appears
             for index in members:
-                rows[index]["reasons"]["label_free"] = f"reference {rows[reference_index]['name']}: {failure_reason(error)}"
+                reason = f"reference {rows[reference_index]['name']}: {failure_reason(error)}"
+                rows[index]["reasons"]["label_free"] = reason
             logger.warning("label-free inputs of %s failed: %s", rows[reference_index]["name"], failure_reason(error))
             continue
         for index in members:
             try:
-                check_comparable(landmarkers[index].card, reference.card, rows[index]["name"], rows[reference_index]["name"])
+                names = rows[index]["name"], rows[reference_index]["name"]
+                check_comparable(landmarkers[index].card, reference.card, *names)
             except AgreementError as error:  # another model of the same layout: not a failure, just not comparable
                 rows[index]["label_free_note"] = str(error)
                 continue
@@ -654,10 +656,8 @@ def _nme_changes(rows, reference_index: int | None) -> None:
     first FP32 row of their own layout (:func:`_layout_references`), recorded in
     ``nme_change_reference``; ``None`` where there is none.
     """
-    references = {
-        layout: rows[index]
-        for layout, index in _layout_references(rows, reference_index, lambda index: bool(rows[index]["accuracy"])).items()
-    }
+    scored = _layout_references(rows, reference_index, lambda index: bool(rows[index]["accuracy"]))
+    references = {layout: rows[index] for layout, index in scored.items()}
     for row in rows:
         if row["accuracy"] is None:
             continue

@@ -104,7 +104,8 @@ def test_fp16_ir_is_small_but_not_zero(pfld_artifact, reference, inputs, tmp_pat
 
 
 def test_perturbed_weights_move_points_and_the_worst_inputs_are_named(pfld_artifact, reference, inputs, tmp_path):
-    scaled = _perturbed(pfld_artifact, tmp_path, "head_scaled.onnx", lambda w, g: _scale_weight(w, _first_gemm(g), 1.3))
+    scale_head = lambda weights, graph: _scale_weight(weights, _first(graph, "Gemm"), 1.3)  # noqa: E731
+    scaled = _perturbed(pfld_artifact, tmp_path, "head_scaled.onnx", scale_head)
     with load_backend(scaled) as backend:
         result = compare(Landmarker(backend), reference, inputs, worst=3)
     io = result["inter_ocular"]
@@ -112,10 +113,6 @@ def test_perturbed_weights_move_points_and_the_worst_inputs_are_named(pfld_artif
     values = {entry["input"]: entry["inter_ocular"] for entry in result["per_input"]}
     assert [w["input"] for w in io["worst"]] == sorted(values, key=values.get, reverse=True)[:3]
     assert io["max"] == io["worst"][0]["nme"] == max(values.values())
-
-
-def _first_gemm(graph):
-    return _first(graph, "Gemm")
 
 
 def test_a_model_of_another_input_is_refused(pfld_artifact):
@@ -143,7 +140,9 @@ def _verify(artifact, reference_artifact, faces68_dir, face_video, json_path, *f
     return status, json.loads(json_path.read_text())
 
 
-def test_verify_against_itself_is_exactly_zero_and_names_frames(pfld_artifact, faces68_dir, face_video, tmp_path, capsys):
+def test_verify_against_itself_is_exactly_zero_and_names_frames(
+    pfld_artifact, faces68_dir, face_video, tmp_path, capsys
+):
     status, report = _verify(pfld_artifact, pfld_artifact, faces68_dir, face_video, tmp_path / "self.json")
     assert status == 0 and "PASS" in capsys.readouterr().out
     free = report["label_free"]
@@ -154,12 +153,15 @@ def test_verify_against_itself_is_exactly_zero_and_names_frames(pfld_artifact, f
     assert report["video_every"] == 10 and report["budgets"]["max_label_free_p95"] == 2.0
 
 
-def test_label_free_gate_catches_what_the_annotated_faces_miss(pfld_artifact, faces68_dir, face_video, tmp_path, capsys):
+def test_label_free_gate_catches_what_the_annotated_faces_miss(
+    pfld_artifact, faces68_dir, face_video, tmp_path, capsys
+):
     """First conv's weights x1.3 (a mis-scaled first layer): on the 12 annotated faces the NME moves by
     +0.2 points (inter-ocular; +0.1 box), inside the 0.5 budget, but the points move by 2.6 % of the
     inter-ocular distance at p95 over faces and frames (measured), which the label-free gate catches."""
-    scaled = _perturbed(pfld_artifact, tmp_path, "first_conv_scaled.onnx", lambda w, g: _scale_weight(w, _first(g, "Conv"), 1.3))
-    # --max-abs 1: judge it as a converted (e.g. INT8) artifact is judged, by NME and agreement only.
+    scale_first_conv = lambda weights, graph: _scale_weight(weights, _first(graph, "Conv"), 1.3)  # noqa: E731
+    scaled = _perturbed(pfld_artifact, tmp_path, "first_conv_scaled.onnx", scale_first_conv)
+    # --max-abs 1: judged as a converted (e.g. INT8) artifact is, by NME change and agreement only.
     status, report = _verify(scaled, pfld_artifact, faces68_dir, face_video, tmp_path / "scaled.json", "--max-abs", "1")
     printed = capsys.readouterr()
     assert abs(report["nme_change"]) < 0.5 and abs(report["nme_change_box"]) < 0.5
@@ -174,7 +176,7 @@ def test_label_free_gate_catches_what_the_annotated_faces_miss(pfld_artifact, fa
 
 def test_nan_model_fails_verify(pfld_artifact, faces68_dir, tmp_path, capsys):
     def poison(initializers, graph):
-        tensor = initializers[_first_gemm(graph).input[1]]
+        tensor = initializers[_first(graph, "Gemm").input[1]]
         weight = numpy_helper.to_array(tensor).copy()
         weight[0, 0] = np.nan  # the first output coordinate is NaN for every input
         tensor.CopyFrom(numpy_helper.from_array(weight, tensor.name))
