@@ -22,6 +22,11 @@ For each artifact (one row each; a failing one is a row with its reason, the res
   AUC@0.1 on the inter-ocular NME; the NME change against the FP32 reference (``--reference``,
   default the first fp32 artifact) in percent points; the WFLW subset table when the annotations
   carry WFLW attributes.
+- **Label-free error** (:mod:`runtime.agreement`): the NME of each artifact's points taking the
+  points of the FP32 artifact of its layout (the NME change's reference) as the truth, on every video
+  frame (cut from that FP32 artifact's own landmarks; frames where it finds no face are skipped) and
+  every annotated face, each cut once and fed to every model: mean, p95 and max, the worst inputs
+  named. It needs no labels, so it sees every frame, not only the annotated faces.
 - **Speed** from :func:`runtime.bench.benchmark_artifacts` (every artifact in its own process,
   interleaved; see that module for what each figure means).
 - **Tracking** on the pre-decoded video (``--video``, ``--max-frames``): end-to-end tracker FPS

@@ -206,3 +206,27 @@ def test_verify_bad_flags_are_one_line(pfld_artifact, faces68_dir, capsys, flags
     argv = [str(pfld_artifact), "--reference", str(pfld_artifact), "--images", str(faces68_dir), *flags]
     assert verify_cli.main(argv) == 2
     assert expected in one_error_line(capsys.readouterr())
+
+
+def test_layers_point_down():
+    """runtime <- export <- calib: the label-free code in runtime imports neither export nor calib (not even
+    lazily), and export's verification does not import calib (which is why verify has no style variants)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    forbidden = {
+        "runtime/agreement.py": {"export", "calib", "train", "torch"},
+        "runtime/face_crops.py": {"export", "calib", "train", "torch"},
+        "runtime/report.py": {"export", "calib"},
+        "export/evaluation.py": {"calib"},
+        "export/verify.py": {"calib"},
+    }
+    for path, packages in forbidden.items():
+        imported = set()
+        for node in ast.walk(ast.parse((root / path).read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+        assert not imported & packages, f"{path} imports {sorted(imported & packages)}"
