@@ -23,7 +23,12 @@ the control:
 4. Every INT8 model and the FP32 model run on the evaluation fold; the result is the per-face NME
    change (INT8 - FP32, percent points; inter-ocular and box-normalised, since the AFLW2000 jaws
    follow a 3-D fit). The FP32 reference is ONNX Runtime's for every toolkit (OpenVINO FP32 agrees
-   to ~1e-5).
+   to ~1e-5). Beside it, the label-free error (:mod:`runtime.agreement`): the NME of the INT8 points
+   taking the FP32 points as the truth, on the evaluation fold's faces, one variant of each style
+   proxy of each of them (``face.jpg@low_light``), and, with ``--video``, the video's frames (cut
+   from the FP32 model's own landmarks; every fold's models see all of them, named ``#frame (fold k)``),
+   as mean, p95 and max with the worst inputs named. It needs no labels, so it sees ten times the
+   faces and every frame.
 5. Aggregation pools the K evaluation folds (every face once) and pairs the sources per face:
    ``proxies - real`` for each quantizer, with its spread, the faces where each side wins and an
    exact sign-flip permutation p-value, so the reader sees whether a difference is noise. With
@@ -177,6 +182,8 @@ class StudyConfig:
             others measure how much a fresh draw of the proxies changes the result.
         seed: seed of the fold split.
         keep_artifacts: keep the calibration arrays and INT8 models under ``output/work``.
+        video: a video whose frames join the label-free set (``None``: faces and their styles only).
+        video_every: keep every N-th frame of ``video``.
         command: the command line, recorded in the report.
     """
 
@@ -191,6 +198,8 @@ class StudyConfig:
     proxy_seeds: tuple[int, ...] = (0,)
     seed: int = 0
     keep_artifacts: bool = False
+    video: Path | None = None
+    video_every: int = 1
     command: str = ""
 
     def __post_init__(self):
@@ -223,6 +232,10 @@ class StudyConfig:
             raise UsageError("--proxy-seeds is empty; give at least one seed, e.g. 0")
         if self.size < 1:
             raise UsageError(f"--size must be at least 1, got {self.size}")
+        if self.video is not None and not self.video.is_file():
+            raise UsageError(f"--video {self.video}: no such file; pass a video file or leave --video out")
+        if self.video_every < 1:
+            raise UsageError(f"--video-every must be at least 1 (1: every frame), got {self.video_every}")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -312,6 +325,11 @@ class _Context:
     work: Path
     crops: Any = None
     fp32: dict[str, np.ndarray] = field(default_factory=dict)  # normalisation -> (N,) NME, percent
+    # Label-free inputs (runtime.agreement.LabelFreeInputs): the faces in sample order first (so input
+    # i is face i), then their style variants, then the video frames.
+    free: Any = None
+    free_owner: np.ndarray | None = None  # (M,) the face each input comes from; -1 for video frames
+    free_reference: np.ndarray | None = None  # (M, K, 2) FP32 points on every label-free input
 
 
 def run_study(config: StudyConfig) -> dict[str, Any]:
@@ -378,12 +396,73 @@ def _prepare(config: StudyConfig, work: Path) -> _Context:
     from export.evaluation import OnnxRunner, crop_faces
 
     context.crops = crop_faces(samples, card)
+    _label_free_inputs(context)
     runner = OnnxRunner(model)
     try:
-        context.fp32 = _scores(runner.run(context.crops.inputs), context, np.arange(len(samples)))
+        raw = runner.run(context.free.inputs)
     finally:
         runner.close()
+    context.fp32 = _scores(raw[: len(samples)], context, np.arange(len(samples)))
+    from export.evaluation import frame_points
+
+    context.free_reference = frame_points(raw, card, context.free.matrices)
     return context
+
+
+def style_variants(samples: list[Sample], card: Card, seed: int) -> Any:
+    """One variant of every style proxy of every face, cut as the face is; named ``face.jpg@style``.
+
+    Returns:
+        :class:`runtime.agreement.LabelFreeInputs` of kind ``style``, faces in order, styles in
+        :data:`calib.styles.STYLES` order within each face.
+    """
+    from calib.build import Candidate, styled_crop
+    from calib.styles import STYLES, style_seed
+    from runtime.agreement import LabelFreeInputs
+    from runtime.card import file_sha256
+    from runtime.crop import crop_matrix, normalise
+    from runtime.face_crops import face_box, read_image
+
+    crops, matrices, names = [], [], []
+    for sample in samples:
+        frame, sha256 = read_image(sample.image), file_sha256(sample.image)
+        matrix = crop_matrix(face_box(sample, card), card.crop_rule, card.input_size)  # styles move no pixel
+        for style in STYLES:
+            rng = np.random.default_rng(style_seed(seed, style, sha256, 0))
+            crop, _ = styled_crop(frame, Candidate(sample, "proxy", style, style), card, rng)
+            crops.append(crop)
+            matrices.append(matrix)
+            names.append(f"{Path(sample.image).name}@{style}")
+    inputs = normalise(np.stack(crops), card.normalisation)
+    return LabelFreeInputs(inputs, np.stack(matrices), names, ["style"] * len(names))
+
+
+def _label_free_inputs(context: _Context) -> None:
+    """The study's label-free set: faces, their style variants, the video's frames (with ``--video``)."""
+    from runtime.agreement import LabelFreeInputs, join, read_video_inputs
+
+    config, card = context.config, context.card
+    faces = LabelFreeInputs(
+        context.crops.inputs, context.crops.matrices, [Path(image).name for image in context.crops.images],
+        ["face"] * len(context.samples),
+    )  # fmt: skip
+    styles = style_variants(context.samples, card, config.seed)
+    parts = [faces, styles]
+    count = len(context.samples)
+    owner = [*range(count), *np.repeat(np.arange(count), len(styles) // count)]
+    if config.video is not None:
+        from runtime.backends.registry import load_backend
+        from runtime.landmarker import Landmarker
+
+        with load_backend(context.model) as backend:
+            frames = read_video_inputs(config.video, Landmarker(backend), config.video_every)
+        parts.append(frames)
+        owner += [-1] * len(frames)
+        logger.info(
+            "label-free set: %d frames of %s (%d skipped: no face)", len(frames), config.video, len(frames.skipped)
+        )
+    context.free = join(*parts)
+    context.free_owner = np.asarray(owner, dtype=int)
 
 
 def _jobs(config: StudyConfig) -> list[tuple[int, str, int, str]]:
@@ -444,8 +523,12 @@ def _evaluate_job(
             raise calibration
         artifact = context.work / f"fold{fold}" / f"{source}_seed{seed}_{quantizer_name}{quantizer.suffix}"
         quantizer.make(context.model, calibration, artifact)
-        raw = _run_artifact(artifact, context.crops.inputs[indices])
-        scores = _scores(raw, context, indices)
+        # The fold's faces (inputs 0..F-1 are the faces, so these come first, in ``indices`` order),
+        # their style variants and every video frame: one run.
+        selection = np.flatnonzero(np.isin(context.free_owner, indices) | (context.free_owner == -1))
+        raw = _run_artifact(artifact, context.free.inputs[selection])
+        scores = _scores(raw[: len(indices)], context, indices)
+        label_free = _label_free_values(raw, context, selection, fold)
     except Exception as error:
         text = str(error).strip()
         row.update(status="failed", reason=(text.splitlines()[0] if text else type(error).__name__)[:300])
@@ -462,7 +545,29 @@ def _evaluate_job(
     ]
     for norm in NORMALISATIONS:
         row[f"mean_change_{norm}"] = float(np.mean([face[f"change_{norm}"] for face in row["faces"]]))
+    row["label_free"] = label_free
     return row
+
+
+def _label_free_values(raw: np.ndarray, context: _Context, selection: np.ndarray, fold: int) -> dict[str, list]:
+    """Per-input label-free NME (percent; ``None`` when not finite) of one INT8 model, with the inputs' names.
+
+    Video frames are seen by every fold's model, so their names carry the fold.
+    """
+    from export.evaluation import frame_points
+    from runtime.agreement import agreement_from_points
+
+    points = frame_points(raw, context.card, context.free.matrices[selection])
+    names = [
+        f"{context.free.names[i]} (fold {fold})" if context.free_owner[i] == -1 else context.free.names[i]
+        for i in selection
+    ]
+    result = agreement_from_points(points, context.free_reference[selection], context.card.layout, names)
+    return {
+        "inputs": names,
+        "kinds": [context.free.kinds[i] for i in selection],
+        **{norm: [entry[norm] for entry in result["per_input"]] for norm in NORMALISATIONS},
+    }
 
 
 def _run_artifact(artifact: Path, inputs: np.ndarray) -> np.ndarray:
@@ -595,7 +700,32 @@ def _aggregate(rows, quantizer: str, source: str, seed: int, folds: int) -> dict
         for r in sorted(selected, key=lambda r: r["fold"])
         if r["status"] == "ok"
     }
+    entry["label_free"] = _pooled_label_free([r["label_free"] for r in selected if r["status"] == "ok"])
     return entry
+
+
+def _pooled_label_free(per_fold: list[dict[str, list]]) -> dict[str, Any] | None:
+    """Label-free summaries (mean, p95, max, worst inputs; percent) pooled over the folds, overall and per kind."""
+    from runtime.metrics import summarise_agreement
+
+    if not per_fold:
+        return None
+    names = [name for fold in per_fold for name in fold["inputs"]]
+    kinds = np.array([kind for fold in per_fold for kind in fold["kinds"]])
+    pooled: dict[str, Any] = {}
+    for norm in NORMALISATIONS:
+        # Stored in percent, None where not finite; summarise_agreement takes fractions.
+        values = np.array([np.nan if v is None else v / 100 for fold in per_fold for v in fold[norm]], dtype=np.float64)
+        pooled[norm] = summarise_agreement(values, names)
+        if norm == "inter_ocular":
+            pooled["by_kind"] = {
+                kind: summarise_agreement(
+                    values[kinds == kind], [name for name, k in zip(names, kinds) if k == kind], worst=1
+                )
+                for kind in ("face", "style", "frame")
+                if np.any(kinds == kind)
+            }
+    return pooled
 
 
 def _paired(rows, quantizer: str, first: tuple[str, int], second: tuple[str, int]) -> dict[str, Any]:
@@ -692,6 +822,53 @@ def _p(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
+def _label_free_cell(label_free: dict[str, Any] | None) -> str:
+    if not label_free or not label_free["inter_ocular"]["inputs"]:
+        return "–"
+    io = label_free["inter_ocular"]
+    return " / ".join(_number(io[key], signed=False) for key in ("mean", "p95", "max"))
+
+
+def _label_free_section(study: dict[str, Any]) -> list[str]:
+    """Label-free error per quantizer and source: by input kind, and the worst inputs named."""
+    entries = [e for e in study["table"] if e.get("label_free") and e["label_free"]["inter_ocular"]["inputs"]]
+    if not entries:
+        return []
+    kinds = [kind for kind in ("face", "style", "frame") if any(kind in e["label_free"]["by_kind"] for e in entries)]
+    titles = {"face": "faces", "style": "style variants", "frame": "video frames"}
+    counts = {kind: entries[0]["label_free"]["by_kind"][kind]["inputs"] for kind in kinds}
+    lines = [
+        "",
+        "## Label-free error: INT8 points against FP32 points, no labels",
+        "",
+        (
+            "NME of the INT8 model's points taking the FP32 model's points as the truth, in percent of the FP32 "
+            "points' inter-ocular distance, pooled over the folds: "
+            + ", ".join(f"{counts[kind]} {titles[kind]}" for kind in kinds)
+            + " (faces and style variants of the evaluation folds; one variant of every style proxy per face; "
+            "video frames cut from the FP32 model's own landmarks, seen by every fold's model). Each input is "
+            "cut once and fed to both models. Mean / p95 per kind; the worst inputs overall."
+        ),
+        "",
+        "| quantizer | calibration | "
+        + " | ".join(f"{titles[kind]} mean / p95" for kind in kinds)
+        + " | worst inputs (io %) |",
+        "| --- | --- | " + " | ".join("---" for _ in kinds) + " | --- |",
+    ]
+    for entry in entries:
+        free = entry["label_free"]
+        cells = []
+        for kind in kinds:
+            summary = free["by_kind"].get(kind)
+            mean, p95 = (_number(summary[key], signed=False) for key in ("mean", "p95")) if summary else ("–", "–")
+            cells.append(f"{mean} / {p95}")
+        worst = ", ".join(f"{w['input']} {_number(w['nme'], signed=False)}" for w in free["inter_ocular"]["worst"][:3])
+        seeded = len(study["config"]["proxy_seeds"]) > 1 and entry["source"] != "real"
+        source = entry["source"] + (f" (seed {entry['seed']})" if seeded else "")
+        lines.append(f"| {entry['quantizer']} | {source} | " + " | ".join(cells) + f" | {worst} |")
+    return lines
+
+
 def markdown_report(study: dict[str, Any]) -> str:
     """``study.md``: the protocol, the exact command and machine, the tables, the notes."""
     config, machine, fp32 = study["config"], study["machine"], study["fp32"]
@@ -732,8 +909,9 @@ def markdown_report(study: dict[str, Any]) -> str:
     lines += [
         "## NME change per quantizer and calibration source",
         "",
-        "| quantizer | calibration | Δ NME inter-ocular (mean ± SD over faces) | per fold | Δ NME box | status |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| quantizer | calibration | Δ NME inter-ocular (mean ± SD over faces) | per fold | Δ NME box "
+        "| label-free io % mean / p95 / max | status |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for entry in study["table"]:
         source = entry["source"] + (
@@ -747,8 +925,10 @@ def markdown_report(study: dict[str, Any]) -> str:
         )
         status = "ok" if entry["status"] == "ok" else f"failed: {entry['reason']}"
         lines.append(
-            f"| {entry['quantizer']} | {source} | {io} | {folds} | {_number(entry['mean_change_box'])} | {status} |"
+            f"| {entry['quantizer']} | {source} | {io} | {folds} | {_number(entry['mean_change_box'])} "
+            f"| {_label_free_cell(entry.get('label_free'))} | {status} |"
         )
+    lines += _label_free_section(study)
     if study["paired"]:
         lines += [
             "",
@@ -859,7 +1039,11 @@ def add_parser(commands) -> None:
         metavar="SEEDS",
         help="seeds of the proxy styling, comma-separated; more than one measures the draw's noise (default 0)",
     )
-    study.add_argument("--seed", type=int, default=0, help="seed of the fold split (default 0)")
+    study.add_argument("--seed", type=int, default=0, help="seed of the fold split and the style variants (default 0)")
+    study.add_argument(
+        "--video", type=Path, metavar="VIDEO", help="a video whose frames join the label-free set (INT8 vs FP32 points)"
+    )
+    study.add_argument("--video-every", type=int, default=1, metavar="N", help="use every N-th video frame (default 1)")
     study.add_argument(
         "--keep-artifacts", action="store_true", help="keep calibration arrays and INT8 models under OUT/work"
     )
@@ -887,6 +1071,8 @@ def config_from_args(args, argv: list[str] | None = None) -> StudyConfig:
         proxy_seeds=seeds,
         seed=args.seed,
         keep_artifacts=args.keep_artifacts,
+        video=args.video,
+        video_every=args.video_every,
         command=" ".join(["python -m calib", *map(shlex.quote, argv if argv is not None else sys.argv[1:])]),
     )
 

@@ -22,6 +22,11 @@ For each artifact (one row each; a failing one is a row with its reason, the res
   AUC@0.1 on the inter-ocular NME; the NME change against the FP32 reference (``--reference``,
   default the first fp32 artifact) in percent points; the WFLW subset table when the annotations
   carry WFLW attributes.
+- **Label-free error** (:mod:`runtime.agreement`): the NME of each artifact's points taking the
+  points of the FP32 artifact of its layout (the NME change's reference) as the truth, on every video
+  frame (cut from that FP32 artifact's own landmarks; frames where it finds no face are skipped) and
+  every annotated face, each cut once and fed to every model: mean, p95 and max, the worst inputs
+  named. It needs no labels, so it sees every frame, not only the annotated faces.
 - **Speed** from :func:`runtime.bench.benchmark_artifacts` (every artifact in its own process,
   interleaved; see that module for what each figure means).
 - **Tracking** on the pre-decoded video (``--video``, ``--max-frames``): end-to-end tracker FPS
@@ -436,6 +441,7 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
                 "video": None,
                 "speed": None,
                 "calibration_overlap": None,
+                "label_free": None,
             }
         )
 
@@ -477,6 +483,8 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
                     rows[index]["name"], result["inter_ocular"]["nme"], result["box"]["nme"], result["faces"],
                     result["seconds"],
                 )  # fmt: skip
+        if faces is not None or frames:
+            _label_free_stage(config, rows, landmarkers, faces, frames)
         if frames:
             _video_stage(config, rows, landmarkers, frames, video_fps)
     finally:
@@ -521,6 +529,58 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
     }
     return document
+
+
+def _label_free_stage(config: ReportConfig, rows, landmarkers, faces: Faces | None, frames: list[np.ndarray]) -> None:
+    """Label-free error of every artifact against the FP32 artifact of its layout (the NME change's reference).
+
+    Inputs (:mod:`runtime.agreement`): every video frame, cut from the reference's own landmarks, and
+    every annotated face, cut from its annotation; each input is cut once and fed to every model.
+    """
+    from runtime.agreement import AgreementError, check_comparable, compare, face_inputs, join, predict_points
+    from runtime.agreement import video_inputs
+    from runtime.annotations import Sample
+
+    references = _layout_references(rows, _reference_index(config, rows), lambda index: index in landmarkers)
+    for layout, reference_index in references.items():
+        reference = landmarkers[reference_index]
+        members = [index for index in landmarkers if rows[index].get("layout") == layout]
+        try:
+            parts = []
+            if frames:
+                parts.append(video_inputs(frames, reference, Path(config.video).name, detector=config.detector))
+            if faces is not None:
+                samples = [Sample(Path(p), truth, box) for p, truth, box in zip(faces.paths, faces.truth, faces.boxes)]
+                parts.append(face_inputs(samples, reference.card, faces.images))
+            inputs = join(*parts)
+            reference_points = predict_points(reference, inputs)
+        except Exception as error:  # noqa: BLE001 - the rest of the report still appears
+            for index in members:
+                reason = f"reference {rows[reference_index]['name']}: {failure_reason(error)}"
+                rows[index]["reasons"]["label_free"] = reason
+            logger.warning("label-free inputs of %s failed: %s", rows[reference_index]["name"], failure_reason(error))
+            continue
+        for index in members:
+            try:
+                names = rows[index]["name"], rows[reference_index]["name"]
+                check_comparable(landmarkers[index].card, reference.card, *names)
+            except AgreementError as error:  # another model of the same layout: not a failure, just not comparable
+                rows[index]["label_free_note"] = str(error)
+                continue
+            try:
+                result = compare(landmarkers[index], reference, inputs, reference_points=reference_points)
+            except Exception as error:  # noqa: BLE001
+                rows[index]["reasons"]["label_free"] = failure_reason(error)
+                logger.debug("label-free failure", exc_info=True)
+                continue
+            result.pop("per_input")  # the summaries and worst inputs are the report's; export.verify keeps every input
+            result["reference"] = rows[reference_index]["name"]
+            rows[index]["label_free"] = result
+            logger.info(
+                "%s: label-free vs %s on %d inputs: mean %.3f %%, p95 %.3f %% inter-ocular",
+                rows[index]["name"], result["reference"], result["inputs"], result["inter_ocular"]["mean"],
+                result["inter_ocular"]["p95"],
+            )  # fmt: skip
 
 
 def _video_stage(config: ReportConfig, rows, landmarkers, frames, fps) -> None:
@@ -580,19 +640,31 @@ def _reference_index(config: ReportConfig, rows) -> int | None:
     return None
 
 
+def _layout_references(rows, reference_index: int | None, usable) -> dict[Any, int]:
+    """Layout -> index of the row other rows of that layout are compared with.
+
+    The reference row for its own layout; for any other layout (another model in the same report, e.g.
+    a train/ model beside a third-party one) the first FP32 row of that layout. Only rows for which
+    ``usable(index)`` holds count.
+    """
+    references: dict[Any, int] = {}
+    if reference_index is not None and usable(reference_index):
+        references[rows[reference_index].get("layout")] = reference_index
+    for index, row in enumerate(rows):
+        if row["precision"] == "fp32" and usable(index) and row.get("layout") not in references:
+            references[row.get("layout")] = index
+    return references
+
+
 def _nme_changes(rows, reference_index: int | None) -> None:
     """``nme_change`` of every scored row in percent points, against an FP32 row of the same layout.
 
-    Rows of the reference's layout are compared with the reference; rows of another layout (another
-    model in the same report, e.g. a train/ model beside a third-party one) with the first FP32 row of
-    their own layout, recorded in ``nme_change_reference``; ``None`` where there is none.
+    Rows of the reference's layout are compared with the reference; rows of another layout with the
+    first FP32 row of their own layout (:func:`_layout_references`), recorded in
+    ``nme_change_reference``; ``None`` where there is none.
     """
-    references = {}
-    if reference_index is not None and rows[reference_index]["accuracy"]:
-        references[rows[reference_index].get("layout")] = rows[reference_index]
-    for row in rows:
-        if row["precision"] == "fp32" and row["accuracy"] and row.get("layout") not in references:
-            references[row.get("layout")] = row
+    scored = _layout_references(rows, reference_index, lambda index: bool(rows[index]["accuracy"]))
+    references = {layout: rows[index] for layout, index in scored.items()}
     for row in rows:
         if row["accuracy"] is None:
             continue
@@ -653,6 +725,13 @@ def _notes(config: ReportConfig, faces: Faces | None, rows, reference_index) -> 
             reference = rows[reference_index]
             notes.append(f"The reference {reference['name']} has no NME ({_reasons(reference) or 'no faces'}): "
                          "the NME change column is empty.")
+    for row in rows:
+        if row.get("label_free_note"):
+            notes.append(f"{row['name']}: no label-free figures: {row['label_free_note']}.")
+        skipped = (row["label_free"] or {}).get("skipped") or []
+        if skipped and row["name"] == (row["label_free"] or {}).get("reference"):
+            notes.append(f"Label-free set of {row['name']}: {len(skipped)} video frames skipped (no face found by it), "
+                         f"e.g. {skipped[0]}.")  # fmt: skip
     if config.video:
         notes.append(
             f"Tracker FPS: one pass per artifact over frames decoded beforehand (Haar detector at half size, "
@@ -750,6 +829,34 @@ def _blocks(document: dict[str, Any], plots: dict[str, Path]) -> list[tuple[str,
             "NME in percent of the inter-ocular distance (io) and of sqrt(w·h) of the truth box (box); Δ against "
             f"{reference or 'the reference'} (another layout: its own FP32 artifact); FR/AUC on inter-ocular NME at 0.1."))
     )  # fmt: skip
+
+    labelled = [row for row in rows if row["label_free"] or "label_free" in row["reasons"]]
+    if labelled:
+        blocks.append(("h2", "Label-free error against FP32"))
+        free_rows, failed = [], []
+        for row in labelled:
+            result = row["label_free"] or {}
+            io, box = result.get("inter_ocular") or {}, result.get("box") or {}
+            counts = result.get("counts") or {}
+            worst = (io.get("worst") or [{}])[0]
+            inputs = " + ".join(f"{counts[kind]} {kind}s" for kind in ("frame", "face", "style") if counts.get(kind))
+            free_rows.append(
+                [row["name"], row["precision"] or "—", result.get("reference", "—"), inputs or "—",
+                 _fmt(io.get("mean"), 3), _fmt(io.get("p95"), 3), _fmt(io.get("max"), 3), _fmt(box.get("mean"), 3),
+                 _fmt(box.get("p95"), 3),
+                 f"{worst['input']} ({_fmt(worst['nme'])})" if worst else "—", _stage_reason(row, "label_free")]
+            )  # fmt: skip
+            failed.append(not result)
+        blocks.append(
+            ("table", Table(
+                ["artifact", "precision", "against", "inputs", "mean io %", "p95 io %", "max io %", "mean box %",
+                 "p95 box %", "worst input (io %)", "reason"],
+                free_rows, "llllrrrrrll", failed,
+                "NME of each artifact's points taking the FP32 artifact's points as the truth (no labels), in percent "
+                "of the FP32 points' own inter-ocular distance (io) or sqrt(w·h) of their box; every video frame "
+                "(cut from the FP32 model's own landmarks; frames where it finds no face are skipped) and every "
+                "face, each cut once and fed to both models. Worst inputs: report.json."))
+        )  # fmt: skip
 
     blocks.append(("h2", "Speed"))
     speed_rows, failed = [], []

@@ -51,9 +51,10 @@ def tiny_faces(faces68_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_study(pfld_artifact, tiny_faces, tmp_path_factory) -> tuple[Path, dict]:
+def tiny_study(pfld_artifact, tiny_faces, face_video, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("study")
     argv = ["study", "--model", str(pfld_artifact), "--faces", str(tiny_faces), "--out", str(out), *TINY_FLAGS]
+    argv += ["--video", str(face_video), "--video-every", "25"]  # 11 frames join the label-free set
     assert calib_cli.main([*argv, "--keep-artifacts"]) == 0
     return out, json.loads((out / "study.json").read_text())
 
@@ -106,6 +107,32 @@ def test_report_tables_and_command(tiny_study, pfld_artifact):
         assert face["inter_ocular"] == pytest.approx(by["proxies", face["image"]] - by["real", face["image"]])
     for entry in study["table"]:
         assert entry["faces"] == 4 and set(entry["per_fold_inter_ocular"]) == {"0", "1"}
+
+
+def test_label_free_error_beside_the_nme_change(tiny_study):
+    """Each INT8 model against FP32 without labels: its fold's faces, 9 style variants of each, 11 video frames."""
+    out, study = tiny_study
+    for row in study["rows"]:
+        free = row["label_free"]
+        faces = [name for name, kind in zip(free["inputs"], free["kinds"]) if kind == "face"]
+        assert sorted(faces) == sorted(face["image"] for face in row["faces"])  # the evaluation fold's faces
+        assert free["kinds"].count("style") == 9 * len(faces) and free["kinds"].count("frame") == 11
+        assert f"face_closeup.mp4#25 (fold {row['fold']})" in free["inputs"]
+        assert f"{faces[0]}@low_light" in free["inputs"]
+    for entry in study["table"]:
+        pooled = entry["label_free"]
+        assert pooled["inter_ocular"]["inputs"] == 4 + 36 + 22  # folds pooled: every face once, frames per fold
+        assert {kind: pooled["by_kind"][kind]["inputs"] for kind in ("face", "style", "frame")} == {
+            "face": 4, "style": 36, "frame": 22,
+        }  # fmt: skip
+        io = pooled["inter_ocular"]
+        assert 0 < io["mean"] <= io["max"] and io["p95"] <= io["max"] and io["non_finite"] == 0
+        assert io["worst"][0]["nme"] == io["max"]
+    markdown = (out / "study.md").read_text()
+    assert "label-free io % mean / p95 / max" in markdown
+    assert "## Label-free error: INT8 points against FP32 points, no labels" in markdown
+    worst = study["table"][0]["label_free"]["inter_ocular"]["worst"][0]["input"]
+    assert worst in markdown
 
 
 def test_a_failing_quantizer_is_a_row_and_work_files_go(pfld_artifact, tiny_faces, tmp_path, monkeypatch):

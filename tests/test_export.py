@@ -208,6 +208,9 @@ def test_int8_nme_change_on_held_out_faces(int8_minmax, pfld, split_faces, work,
             str(split_faces[1]),
             "--max-nme-change",
             "1.5",
+            # MinMax ranges from six faces: p95 5.5 % label-free (the default 2 % is for deployment).
+            "--max-label-free-p95",
+            "8",
             "--json",
             str(report_path),
         ]
@@ -221,6 +224,9 @@ def test_int8_nme_change_on_held_out_faces(int8_minmax, pfld, split_faces, work,
     assert report["nme_change"] < 1.5
     assert report["max_abs_output_diff"] > 0  # it really is a different model
     assert len(report["worst_points"]) == 5
+    free = report["label_free"]
+    assert free["counts"] == {"face": 6, "skipped": 0} and len(free["per_input"]) == 6
+    assert 0 < free["inter_ocular"]["mean"] <= free["inter_ocular"]["p95"] <= free["inter_ocular"]["max"] < 8
 
 
 def test_per_tensor_weights(work, pfld, calib, split_faces, capsys):
@@ -425,7 +431,8 @@ def test_entropy_int8_nme_on_held_out_faces(work, pfld, calib, split_faces, caps
     card = read_card(output)
     assert set(PFLD_HEAD) <= set(card.calibration["minmax_tensors"])
     assert "TensorRT" in card.calibration["entropy_search"]
-    report = verify_artifact(VerifyConfig(output, pfld, split_faces[1], max_nme_change=1.5))
+    # Ranges from six faces: judged by the NME change; label-free p95 measured 4.4 % (the default 2 % is for deployment).
+    report = verify_artifact(VerifyConfig(output, pfld, split_faces[1], max_nme_change=1.5, max_label_free_p95=8))
     with capsys.disabled():
         print(f"\nINT8 entropy (2048 bins) per-channel on held-out faces: NME change {report['nme_change']:+.3f}")
     assert report["passed"], report["failures"]

@@ -118,6 +118,34 @@ def test_rows_failures_and_nme_change_against_fp32(report, artifacts, faces68_di
     assert any("calibrated on 4 of these evaluation faces" in note for note in document["notes"])
 
 
+def test_label_free_error_against_the_fp32_artifact(report, artifacts, faces68_dir, face_video):
+    """Every artifact's points against the FP32 artifact's on the 12 frames and 12 faces, as export.verify measures it."""
+    from export.evaluation import VerifyConfig, verify_artifact
+
+    document = json.loads((report / "report.json").read_text())
+    fp32, int8, broken = document["artifacts"]
+    assert broken["label_free"] is None
+    for row in (fp32, int8):
+        free = row["label_free"]
+        assert free["reference"] == "pfld.onnx" and free["counts"] == {"frame": 12, "face": 12, "skipped": 0}
+        assert "per_input" not in free and len(free["inter_ocular"]["worst"]) == 5
+    assert fp32["label_free"]["inter_ocular"]["max"] == 0.0  # the reference against itself
+    io = int8["label_free"]["inter_ocular"]
+    assert 0 < io["mean"] <= io["p95"] <= io["max"] == io["worst"][0]["nme"]
+
+    # The faces' label-free values are export.verify's (same crops, same models).
+    verified = verify_artifact(VerifyConfig(artifacts["int8"], artifacts["fp32"], faces68_dir, max_nme_change=100))
+    faces = {e["input"]: e["inter_ocular"] for e in verified["label_free"]["per_input"]}
+    for worst in io["worst"]:
+        if "#" not in worst["input"]:
+            assert worst["nme"] == pytest.approx(faces[worst["input"]], abs=1e-9)
+
+    markdown = (report / "report.md").read_text()
+    assert "## Label-free error against FP32" in markdown
+    int8_line = next(line for line in markdown.splitlines() if line.startswith("| pfld_int8.onnx | int8 | pfld.onnx"))
+    assert "12 frames + 12 faces" in int8_line and io["worst"][0]["input"] in int8_line
+
+
 def test_markdown_and_html_carry_the_tables_and_the_broken_row(report):
     markdown = (report / "report.md").read_text()
     for heading in ("## Accuracy", "## Speed", "## Tracking the real video", "## Synthetic ground truth", "## Machine"):
