@@ -89,34 +89,61 @@ def weight_tensors(model: onnx.ModelProto) -> set[str]:
     return {node.input[0] for node in model.graph.node if node.op_type == "DequantizeLinear" and node.input[0] in constants}
 
 
+def _activation_zero_points(model: onnx.ModelProto) -> list[str]:
+    graph = model.graph
+    weights = weight_tensors(model)
+    activation = {
+        node.input[2]
+        for node in graph.node
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 and node.input[0] not in weights
+    }
+    weight = {node.input[2] for node in graph.node if node.op_type == "DequantizeLinear" and node.input[0] in weights}
+    shared = activation & weight
+    if shared:
+        raise ExportError(f"zero point {sorted(shared)[0]} is shared by a weight and an activation; cannot re-encode")
+    return sorted(activation)
+
+
+def _reencoded(model: onnx.ModelProto, source: np.dtype, zero_point: int, target: np.dtype) -> onnx.ModelProto:
+    """A copy of ``model`` whose activation zero points (all ``zero_point`` of ``source``) become
+    ``target``'s zero point of the same grid; scales and weights unchanged."""
+    encoded = onnx.ModelProto()
+    encoded.CopyFrom(model)
+    initializers = {tensor.name: tensor for tensor in encoded.graph.initializer}
+    new_zero_point = 0 if target == np.int8 else UNSIGNED_OFFSET
+    for name in _activation_zero_points(encoded):
+        tensor = initializers.get(name)
+        values = numpy_helper.to_array(tensor) if tensor is not None else None
+        if values is None or values.dtype != source or np.any(values != zero_point):
+            raise ExportError(
+                f"activation zero point '{name}' is not a constant {np.dtype(source).name} {zero_point}: "
+                f"not a Q/DQ model of the {'s8s8' if source == np.int8 else 'u8s8'} encoding"
+            )
+        tensor.CopyFrom(numpy_helper.from_array(np.full(values.shape, new_zero_point, dtype=target), name))
+    return encoded
+
+
 def u8s8_from_s8s8(model: onnx.ModelProto) -> onnx.ModelProto:
     """The same quantization with unsigned activations: zero point 0 -> 128 (uint8), scales unchanged.
 
     Raises:
         ExportError: ``model`` is not an ``s8s8`` graph (an activation zero point that is not int8 0).
     """
-    encoded = onnx.ModelProto()
-    encoded.CopyFrom(model)
-    graph = encoded.graph
-    initializers = {tensor.name: tensor for tensor in graph.initializer}
-    weights = weight_tensors(encoded)
-    zero_points = {
-        node.input[2]
-        for node in graph.node
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 and node.input[0] not in weights
-    }
-    shared = zero_points & {
-        node.input[2] for node in graph.node if node.op_type == "DequantizeLinear" and node.input[0] in weights and len(node.input) > 2
-    }
-    if shared:
-        raise ExportError(f"zero point {sorted(shared)[0]} is shared by a weight and an activation; cannot re-encode")
-    for name in sorted(zero_points):
-        tensor = initializers.get(name)
-        values = numpy_helper.to_array(tensor) if tensor is not None else None
-        if values is None or values.dtype != np.int8 or values.any():
-            raise ExportError(f"activation zero point '{name}' is not a constant int8 0: not an s8s8 Q/DQ model")
-        tensor.CopyFrom(numpy_helper.from_array(np.full(values.shape, UNSIGNED_OFFSET, dtype=np.uint8), name))
-    return encoded
+    return _reencoded(model, np.int8, 0, np.uint8)
+
+
+def s8s8_from_u8s8(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The inverse of :func:`u8s8_from_s8s8`: TensorRT's signed form of an ONNX Runtime ``u8s8`` file.
+
+    Raises:
+        ExportError: ``model`` is not a ``u8s8`` graph (an activation zero point that is not uint8 128).
+    """
+    return _reencoded(model, np.uint8, UNSIGNED_OFFSET, np.int8)
+
+
+def encoding_of(card_extra: dict) -> str:
+    """The encoding a card records (files made before encodings were recorded are ``s8s8``)."""
+    return str(card_extra.get("quantization", {}).get("encoding", "s8s8"))
 
 
 def encode(model: onnx.ModelProto, encoding: str) -> onnx.ModelProto:

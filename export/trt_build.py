@@ -35,8 +35,9 @@ from typing import Any
 
 import onnx
 
-from export.artifact import CardMismatch, ExportError, bytes_sha256, load_onnx, tool_versions
+from export.artifact import CardMismatch, ExportError, bytes_sha256, load_onnx, save_artifact, tool_versions
 from export.calibration import CalibrationError, read_calibration_array
+from export.encodings import ENCODING_TARGETS, encoding_of, s8s8_from_u8s8
 from export.qdq import qdq_summary
 from runtime.card import Card, atomic_write_bytes, read_card, write_card
 from runtime.errors import UsageError
@@ -119,6 +120,8 @@ class TrtBuildPlan:
         engine: the engine to write.
         precision: the engine card's precision (``fp32``, ``fp16``, ``int8``).
         calibration: calibration array to make ``onnx`` from ``source`` first (INT8 from float), else ``None``.
+        reencode: ``source`` is ONNX Runtime's ``u8s8`` Q/DQ; ``onnx`` is its lossless ``s8s8`` form
+            (:func:`export.encodings.s8s8_from_u8s8`), the one TensorRT accepts.
         input_name: the image input.
         input_shape: the ONNX input shape, ``None`` for a symbolic batch.
         network_flags: ``NetworkDefinitionCreationFlag`` member names for ``create_network``.
@@ -142,6 +145,7 @@ class TrtBuildPlan:
     workspace_bytes: int
     timing_cache: Path | None
     card: Card = field(repr=False, compare=False)
+    reencode: bool = False
 
     @property
     def script(self) -> Path:
@@ -178,6 +182,7 @@ class TrtBuildPlan:
             "engine": str(self.engine),
             "precision": self.precision,
             "calibration": str(self.calibration) if self.calibration else None,
+            "reencoded_from": "u8s8" if self.reencode else None,
             "input": {"name": self.input_name, "shape": list(self.input_shape)},
             "network_flags": list(self.network_flags),
             "builder_flags": list(self.builder_flags),
@@ -232,9 +237,11 @@ def plan_from_onnx(config: TrtConfig) -> TrtBuildPlan:
                 f"(3, {card.input_size}, {card.input_size}); build it with this model's card"
             )
 
-    onnx_path = engine.with_suffix(".qdq.onnx") if calibration is not None else model_path
+    # ONNX Runtime's fast form (unsigned activations) is re-encoded losslessly to TensorRT's signed one.
+    reencode = quantized and encoding_of(card.extra) == "u8s8"
+    onnx_path = engine.with_suffix(".qdq.onnx") if calibration is not None or reencode else model_path
     written = [engine, engine.with_name(engine.name + ".json"), engine.with_name(engine.name + ".trtexec.sh")]
-    if calibration is not None:
+    if calibration is not None or reencode:
         written += [onnx_path, onnx_path.with_name(onnx_path.name + ".json")]
     for path in written:
         if path.exists() and path.resolve() in (model_path.resolve(), calibration.resolve() if calibration else None):
@@ -256,6 +263,7 @@ def plan_from_onnx(config: TrtConfig) -> TrtBuildPlan:
         workspace_bytes=config.workspace_mb << 20,
         timing_cache=Path(config.timing_cache) if config.timing_cache is not None else None,
         card=card,
+        reencode=reencode,
     )
     logger.info("TensorRT plan for %s: %s", engine, plan.trtexec_command)
     return plan
@@ -280,7 +288,12 @@ def engine_from_onnx(plan: TrtBuildPlan) -> Card:
     if plan.calibration is not None:
         from export.ort_quantize import Int8Config, int8_from_onnx
 
-        card = int8_from_onnx(Int8Config(plan.source, plan.calibration, plan.onnx))
+        card = int8_from_onnx(Int8Config(plan.source, plan.calibration, plan.onnx, encoding="s8s8"))
+    elif plan.reencode:
+        signed = s8s8_from_u8s8(load_onnx(plan.source))
+        quantization = {**card.extra["quantization"], "encoding": "s8s8", "encoding_for": ENCODING_TARGETS["s8s8"]}
+        card = card.with_changes(extra={**card.extra, "quantization": quantization, "reencoded_from": str(plan.source)})
+        save_artifact(signed, card, plan.onnx)
     engine_card = _engine_card(plan, card)
     write_trtexec_script(plan, engine_card)
 

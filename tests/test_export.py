@@ -96,7 +96,8 @@ def calib(work, pfld, split_faces) -> Path:
 @pytest.fixture(scope="module")
 def int8_minmax(work, pfld, calib) -> Path:
     output = work / "pfld_int8_minmax.onnx"
-    assert ort_cli.main(["--int8", str(pfld), "--calib", str(calib), "-o", str(output)]) == 0
+    # TensorRT's encoding: the checks below are TensorRT's (export.ort's default, u8s8, differs only in zero points).
+    assert ort_cli.main(["--int8", str(pfld), "--calib", str(calib), "--encoding", "s8s8", "-o", str(output)]) == 0
     return output
 
 
@@ -231,7 +232,7 @@ def test_int8_nme_change_on_held_out_faces(int8_minmax, pfld, split_faces, work,
 
 def test_per_tensor_weights(work, pfld, calib, split_faces, capsys):
     output = work / "pfld_int8_per_tensor.onnx"
-    assert ort_cli.main(["--int8", str(pfld), "--calib", str(calib), "--per-tensor", "-o", str(output)]) == 0
+    assert ort_cli.main(["--int8", str(pfld), "--calib", str(calib), "--per-tensor", "--encoding", "s8s8", "-o", str(output)]) == 0
     model = onnx.load(str(output))
     assert check_trt_ready(model, per_channel=False) == []
     # The checker notices per-tensor weights when per-channel was asked for.
@@ -262,7 +263,9 @@ def test_checker_rejects_onnxruntime_defaults(work, pfld, calib, tmp_path):
 def test_keep_float_first_conv_and_head(work, pfld, calib):
     output = work / "pfld_int8_keep.onnx"
     assert (
-        ort_cli.main(["--int8", str(pfld), "--calib", str(calib), "--keep-float", "first_conv,head", "-o", str(output)])
+        ort_cli.main(
+            ["--int8", str(pfld), "--calib", str(calib), "--keep-float", "first_conv,head", "--encoding", "s8s8", "-o", str(output)]
+        )
         == 0
     )
     model = onnx.load(str(output))

@@ -75,7 +75,7 @@ def test_decode_ops_stay_float(softmax_artifact, tmp_path):
     model_path, calib = softmax_artifact
     assert nodes_kept_float(onnx.load(str(model_path)), ()) == ["softmax"]
     output = tmp_path / "int8.onnx"
-    card = int8_from_onnx(Int8Config(model_path, calib, output, batch_size=4))
+    card = int8_from_onnx(Int8Config(model_path, calib, output, batch_size=4, encoding="s8s8"))
     quantized = onnx.load(str(output))
     assert check_trt_ready(quantized) == []
     producers = {name: node for node in quantized.graph.node for name in node.output}

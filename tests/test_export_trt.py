@@ -68,7 +68,7 @@ def calib(work, pfld, faces68_dir) -> Path:
 @pytest.fixture(scope="module")
 def qdq(work, pfld, calib) -> Path:
     output = work / "pfld_qdq.onnx"
-    assert ort_cli.main(["--int8", str(pfld), "--calib", str(calib), "-o", str(output)]) == 0
+    assert ort_cli.main(["--int8", str(pfld), "--calib", str(calib), "--encoding", "s8s8", "-o", str(output)]) == 0
     return output
 
 
@@ -224,7 +224,12 @@ def test_missing_tensorrt_writes_qdq_and_trtexec_script(tmp_path, pfld, calib, n
     assert "pip install edgemark[trt]" in line
     qdq_path, script = out / "pfld_int8.qdq.onnx", out / "pfld_int8.engine.trtexec.sh"
     assert str(qdq_path) in line and str(script) in line
-    assert left_in(out) == ["pfld_int8.engine.trtexec.sh", "pfld_int8.qdq.onnx", "pfld_int8.qdq.onnx.json"]
+    assert left_in(out) == [
+        "pfld_int8.engine.trtexec.sh",
+        "pfld_int8.qdq.onnx",
+        "pfld_int8.qdq.onnx.json",
+        "pfld_int8.qdq.onnx.ranges.json",  # the calibration (range table) the Q/DQ file encodes
+    ]
     assert check_trt_ready(onnx.load(str(qdq_path))) == []
     assert read_card(qdq_path).precision == "int8"
     assert os.access(script, os.X_OK)
