@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--simplify", action="store_true", help="run onnx-simplifier (needs onnxsim)")
     export.add_argument("--parity-images", type=Path, help="folder of annotated faces for the torch/ONNX parity check")
     export.add_argument(
-        "--max-abs", type=float, help="parity limit on max abs difference (default 1e-4; 1e-2 for a QAT checkpoint)"
+        "--max-abs", type=float, help="parity limit on max abs difference (default 1e-4; 0.2 for a QAT checkpoint)"
     )
 
     card = parser.add_argument_group("card of an imported model")

@@ -243,7 +243,8 @@ def quantize_constant_weights(model: onnx.ModelProto) -> list[str]:
     itself. Each QuantizeLinear whose input, scale and zero point are constants is evaluated here
     (round half to even, as ONNX specifies) and removed. Identity nodes that only repeat an
     initializer (torch's exporter writes them for equal scales) are bypassed first, so that every
-    scale is a constant the checks and TensorRT can read.
+    scale is a constant the checks and TensorRT can read, and Constant nodes read only by Q/DQ (torch
+    writes zero points so) become initializers, as in the post-training path's files.
 
     Returns:
         The names of the float weights that were replaced.
@@ -259,10 +260,20 @@ def quantize_constant_weights(model: onnx.ModelProto) -> list[str]:
                 if name == node.output[0]:
                     user.input[position] = node.input[0]
         graph.node.remove(node)
-    constants = dict(initializers)
+    readers: dict[str, set[str]] = defaultdict(set)
     for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            constants[node.output[0]] = node.attribute[0].t
+        for name in node.input:
+            readers[name].add(node.op_type)
+    for node in [n for n in graph.node if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"]:
+        name = node.output[0]
+        if readers[name] and readers[name] <= set(QDQ_OPS) and name not in outputs and name not in initializers:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = name
+            graph.initializer.append(tensor)
+            initializers[name] = tensor
+            graph.node.remove(node)
+    constants = dict(initializers)
     replaced = []
     for node in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
         names = list(node.input) + [""] * (3 - len(node.input))
