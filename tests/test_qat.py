@@ -213,3 +213,28 @@ def test_conv_transpose_weights_are_quantized_on_axis_1():
     deconv = next(node for node in onnx_model.graph.node if node.op_type == "ConvTranspose")
     dequantize = next(node for node in onnx_model.graph.node if node.output[0] == deconv.input[1])
     assert next(a.i for a in dequantize.attribute if a.name == "axis") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["fan_hourglass2", "hrnetv2_w18", "mobilenetv3_edge", "resnet18_deconv"])
+def test_every_registered_model_trains_and_exports_qat(name):
+    """Each model of the zoo: prepared (pre-activation BatchNorms stay unfolded), one step, TensorRT-ready Q/DQ."""
+    from export.evaluation import OnnxRunner
+    from train.models import model_info
+
+    size = model_info(name).input_size
+    torch.manual_seed(0)
+    model = build_model(name, 68, input_size=size)
+    qat.prepare_qat(model, qat.QatSettings(), size)
+    images = torch.randn(2, 3, size, size)
+    qat.calibrate_ranges(model, [{"image": images}], torch.device("cpu"))
+    model.train()
+    model(images).mean().backward()
+    frozen = qat.frozen_for_export(model)
+    onnx_model = onnx.load_from_string(torch_to_onnx(frozen, size, 17))
+    quantize_constant_weights(onnx_model)
+    assert check_trt_ready(onnx_model) == []
+    with torch.no_grad():
+        reference = frozen(images).numpy()
+    output = OnnxRunner(onnx_model.SerializeToString()).run(images.numpy(), batch_size=2)
+    assert np.abs(output - reference).max() <= QAT_MAX_ABS

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from runtime.errors import UsageError, unknown_name
 
@@ -55,6 +56,10 @@ QMIN, QMAX = -128, 127
 KEEP_FLOAT = ("first_conv", "head")
 RANGE_METHODS = ("minmax", "percentile")
 CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
+# Torch functions that only read a tensor's metadata: not a use of its values.
+METADATA_FUNCTIONS = frozenset(
+    {"dim", "size", "numel", "__get__", "is_floating_point", "is_contiguous", "stride", "data_ptr", "element_size"}
+)
 # Scale floor: a channel of all-zero weights or an always-zero activation still gets a valid scale.
 MIN_AMAX = 1e-8
 
@@ -301,35 +306,54 @@ class ConvolutionCall:
 def convolution_calls(model: nn.Module, input_size: int) -> list[ConvolutionCall]:
     """Run the model once on zeros and list its convolutions in call order, each with the BatchNorm it feeds.
 
-    A BatchNorm is paired with a convolution when its input is that convolution's output tensor and no
-    other module reads it (found with forward hooks, so models that call ``self.bn1(self.conv1(x))``
-    pair as well as ``nn.Sequential(conv, bn, relu)`` ones). A convolution or BatchNorm run twice is
-    not folded.
+    A BatchNorm is paired with a convolution when that BatchNorm module is the only thing that reads
+    the convolution's output: modules are seen through hooks and every torch function (``torch.cat``,
+    ``+``, ...) through a :class:`~torch.overrides.TorchFunctionMode`, so a pre-activation block
+    that also concatenates a convolution's raw output is not folded. Models that call
+    ``self.bn1(self.conv1(x))`` pair as well as ``nn.Sequential(conv, bn, relu)`` ones. A
+    convolution or BatchNorm run twice is not folded.
     """
     names = {module: name for name, module in model.named_modules()}
     order: list[str] = []
     produced: dict[int, tuple[str, torch.Tensor]] = {}  # id(output) -> (conv name, output kept alive)
-    readers: dict[str, list[str]] = {}  # conv name -> modules that read its output
+    batch_norm_readers: dict[str, list[str]] = {}  # conv name -> BatchNorm modules reading its output
+    function_readers: dict[str, list[str]] = {}  # conv name -> torch functions reading its output
     calls: dict[str, int] = {}
 
-    def hook(module, inputs, output):
+    def source_of(value) -> str | None:
+        entry = produced.get(id(value)) if isinstance(value, torch.Tensor) else None
+        return entry[0] if entry is not None and entry[1] is value else None
+
+    def after_convolution(module, inputs, output):
         name = names[module]
         calls[name] = calls.get(name, 0) + 1
-        for value in inputs:
-            if isinstance(value, torch.Tensor) and id(value) in produced:
-                source, kept = produced[id(value)]
-                if kept is value:
-                    readers.setdefault(source, []).append(name)
-        if isinstance(module, CONVOLUTIONS):
-            order.append(name)
-            produced[id(output)] = (name, output)
+        order.append(name)
+        produced[id(output)] = (name, output)
 
-    leaves = [m for m in model.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
+    def before_batch_norm(module, inputs):
+        name = names[module]
+        calls[name] = calls.get(name, 0) + 1
+        source = source_of(inputs[0]) if inputs else None
+        if source is not None:
+            batch_norm_readers.setdefault(source, []).append(name)
+
+    class ReadersMode(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            function = getattr(func, "__name__", str(func))
+            if function not in METADATA_FUNCTIONS:
+                for value in _tensors((args, kwargs)):
+                    source = source_of(value)
+                    if source is not None:
+                        function_readers.setdefault(source, []).append(function)
+            return func(*args, **kwargs)
+
+    handles = [m.register_forward_hook(after_convolution) for m in model.modules() if isinstance(m, CONVOLUTIONS)]
+    handles += [m.register_forward_pre_hook(before_batch_norm) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), ReadersMode():
             device = next(model.parameters()).device
             example = torch.zeros(1, 3, input_size, input_size, device=device)
             forward_all = getattr(model, "forward_all", None)
@@ -342,13 +366,24 @@ def convolution_calls(model: nn.Module, input_size: int) -> list[ConvolutionCall
     result = []
     for name in dict.fromkeys(order):
         batch_norm = None
-        users = readers.get(name, [])
-        if calls[name] == 1 and len(users) == 1 and calls.get(users[0]) == 1:
-            module = model.get_submodule(users[0])
-            if isinstance(module, nn.BatchNorm2d) and _foldable(model.get_submodule(name), module):
-                batch_norm = users[0]
+        readers = batch_norm_readers.get(name, [])
+        only_read_by_batch_norm = function_readers.get(name, []) == ["batch_norm"]
+        if calls[name] == 1 and len(readers) == 1 and calls[readers[0]] == 1 and only_read_by_batch_norm:
+            if _foldable(model.get_submodule(name), model.get_submodule(readers[0])):
+                batch_norm = readers[0]
         result.append(ConvolutionCall(name, batch_norm))
     return result
+
+
+def _tensors(values) -> list[torch.Tensor]:
+    """Every tensor in nested tuples, lists and dicts (a torch function's arguments)."""
+    if isinstance(values, torch.Tensor):
+        return [values]
+    if isinstance(values, dict):
+        values = list(values.values())
+    if isinstance(values, (list, tuple)):
+        return [tensor for value in values for tensor in _tensors(value)]
+    return []
 
 
 def _foldable(conv: nn.Module, bn: nn.BatchNorm2d) -> bool:
@@ -371,6 +406,9 @@ def prepare_qat(model: nn.Module, settings: QatSettings, input_size: int) -> dic
         A record of what was done: quantized and float convolutions, folded BatchNorms.
     """
     calls = convolution_calls(model, input_size)
+    example = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    example = example.to(next(model.parameters()).device)
+    reference = _float_output(model, example)
     if not calls:
         raise UsageError("--qat: the model has no Conv2d/ConvTranspose2d layer to quantize")
     kept = set()
@@ -389,11 +427,37 @@ def prepare_qat(model: nn.Module, settings: QatSettings, input_size: int) -> dic
             _replace(model, call.batch_norm, nn.Identity())
             folded.append(call.batch_norm)
         quantized.append(call.name)
+    # Folding assumed the BatchNorm is the only reader of its convolution's output; a functional use
+    # (``out = bn(conv(x)) + conv(x)``) would now read the normalised tensor. The float path must agree.
+    difference = float((_float_output(model, example) - reference).abs().max())
+    if difference > 1e-4 * max(1.0, float(reference.abs().max())):
+        raise UsageError(
+            f"--qat: folding BatchNorm into the convolutions changed the float model's output by {difference:.2e}; "
+            "this model reads a convolution's output besides its BatchNorm, which train/qat.py does not support"
+        )
     logger.info(
         "QAT: %d convolutions fake-quantized (%d BatchNorms folded), kept float: %s",
         len(quantized), len(folded), ", ".join(sorted(kept)) or "none",
     )
     return {"quantized": quantized, "kept_float": sorted(kept), "folded_batch_norms": folded}
+
+
+@torch.no_grad()
+def _float_output(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The model's float output in eval mode (QuantConv layers run their float path, recording nothing)."""
+    layers = quant_layers(model)
+    was_training = model.training
+    model.eval()
+    for layer in layers:
+        layer.input_quantizer.observing = True
+    try:
+        output = model(images)
+    finally:
+        for layer in layers:
+            layer.input_quantizer.observing = False
+            layer.input_quantizer._observed = []
+        model.train(was_training)
+    return (output[0] if isinstance(output, (list, tuple)) else output).float()
 
 
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
