@@ -105,7 +105,9 @@ def validate(config: TrainConfig) -> None:
         from train.qat import QatSettings
 
         if not config.init:
-            raise UsageError("--qat fine-tunes a trained model: pass --init CHECKPOINT.pt (a float checkpoint from python -m train)")
+            raise UsageError(
+                "--qat fine-tunes a trained model: pass --init CHECKPOINT.pt (a float checkpoint from python -m train)"
+            )
         QatSettings.from_config(config)
 
 

@@ -87,7 +87,9 @@ class QatSettings:
     def __post_init__(self):
         unknown = [name for name in self.keep_float if name not in KEEP_FLOAT]
         if unknown:
-            raise UsageError(f"--qat-keep-float got {', '.join(unknown)}; valid: {', '.join(KEEP_FLOAT)} (comma-separated)")
+            raise UsageError(
+                f"--qat-keep-float got {', '.join(unknown)}; valid: {', '.join(KEEP_FLOAT)} (comma-separated)"
+            )
         if self.range_method not in RANGE_METHODS:
             raise unknown_name("QAT range method", self.range_method, RANGE_METHODS)
         if self.calibration_batches < 1:
@@ -267,7 +269,9 @@ class FrozenQuantConv(nn.Module):
         self.output_padding = getattr(conv, "output_padding", 0)
         self.padding_mode = getattr(conv, "padding_mode", "zeros")
         if self.padding_mode != "zeros":
-            raise UsageError(f"QAT export supports zero-padded convolutions only, got padding_mode '{self.padding_mode}'")
+            raise UsageError(
+                f"QAT export supports zero-padded convolutions only, got padding_mode '{self.padding_mode}'"
+            )
         with torch.no_grad():
             weight, bias = layer.folded()
             weight = weight.detach().clone()
@@ -349,7 +353,8 @@ def convolution_calls(model: nn.Module, input_size: int) -> list[ConvolutionCall
             return func(*args, **kwargs)
 
     handles = [m.register_forward_hook(after_convolution) for m in model.modules() if isinstance(m, CONVOLUTIONS)]
-    handles += [m.register_forward_pre_hook(before_batch_norm) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    batch_norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    handles += [m.register_forward_pre_hook(before_batch_norm) for m in batch_norms]
     was_training = model.training
     model.eval()
     try:
@@ -572,7 +577,9 @@ def load_init(model: nn.Module, path: str | Path, model_name: str, num_points: i
 
     state = load_checkpoint(path)
     if state.get("qat"):
-        raise CheckpointError(f"{path}: --init takes a float checkpoint and this one is already QAT; continue it with --resume")
+        raise CheckpointError(
+            f"{path}: --init takes a float checkpoint and this one is already QAT; continue it with --resume"
+        )
     found = (state["model_name"], state["num_points"], state["input_size"])
     if found != (model_name, num_points, input_size):
         raise CheckpointError(
