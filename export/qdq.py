@@ -233,3 +233,72 @@ def qdq_summary(model: onnx.ModelProto) -> dict[str, int]:
         "dequantize_linear": len(dequantize),
         "quantized_weights": sum(n.input[0] in constants for n in dequantize),
     }
+
+
+def quantize_constant_weights(model: onnx.ModelProto) -> list[str]:
+    """Store constant weights as int8 initializers read by their DequantizeLinear, in place.
+
+    A model exported from fake-quantized torch (QAT) holds ``float weight -> QuantizeLinear ->
+    DequantizeLinear``; the post-training path (and TensorRT's QAT examples) hold the int8 weight
+    itself. Each QuantizeLinear whose input, scale and zero point are constants is evaluated here
+    (round half to even, as ONNX specifies) and removed. Identity nodes that only repeat an
+    initializer (torch's exporter writes them for equal scales) are bypassed first, so that every
+    scale is a constant the checks and TensorRT can read, and Constant nodes read only by Q/DQ (torch
+    writes zero points so) become initializers, as in the post-training path's files.
+
+    Returns:
+        The names of the float weights that were replaced.
+    """
+    graph = model.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    outputs = {value.name for value in graph.output}
+    for node in [n for n in graph.node if n.op_type == "Identity" and n.input[0] in initializers]:
+        if node.output[0] in outputs:
+            continue
+        for user in graph.node:
+            for position, name in enumerate(user.input):
+                if name == node.output[0]:
+                    user.input[position] = node.input[0]
+        graph.node.remove(node)
+    readers: dict[str, set[str]] = defaultdict(set)
+    for node in graph.node:
+        for name in node.input:
+            readers[name].add(node.op_type)
+    for node in [n for n in graph.node if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"]:
+        name = node.output[0]
+        if readers[name] and readers[name] <= set(QDQ_OPS) and name not in outputs and name not in initializers:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = name
+            graph.initializer.append(tensor)
+            initializers[name] = tensor
+            graph.node.remove(node)
+    constants = dict(initializers)
+    replaced = []
+    for node in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
+        names = list(node.input) + [""] * (3 - len(node.input))
+        if names[0] not in initializers or names[1] not in constants or names[2] not in constants:
+            continue
+        weight = numpy_helper.to_array(initializers[names[0]]).astype(np.float32)
+        scale = numpy_helper.to_array(constants[names[1]]).astype(np.float32)
+        zero_point = numpy_helper.to_array(constants[names[2]])
+        if zero_point.dtype != np.int8:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % weight.ndim
+        shape = [1] * weight.ndim
+        if scale.size > 1:
+            shape[axis] = -1
+        values = np.rint(weight / scale.reshape(shape)) + zero_point.astype(np.float32).reshape(shape)
+        quantized = numpy_helper.from_array(np.clip(values, -128, 127).astype(np.int8), f"{names[0]}_quantized")
+        graph.initializer.append(quantized)
+        for user in graph.node:
+            for position, name in enumerate(user.input):
+                if name == node.output[0]:
+                    user.input[position] = quantized.name
+        graph.node.remove(node)
+        replaced.append(names[0])
+    used = {name for node in graph.node for name in node.input}
+    kept = [tensor for tensor in graph.initializer if tensor.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return replaced

@@ -7,6 +7,9 @@ Examples:
   torchrun --nproc_per_node 4 -m train --config wflw_resnet18.yaml
   python -m train --train-data ../shared/data/faces68 --layout ibug68 --model mobilenetv3_edge --epochs 5
   python -m train --config run.yaml --resume auto          # continue from <out-dir>/last.pt
+  python -m train --qat --init runs/faces68/last.pt --train-data ../shared/data/faces68 --layout ibug68 \\
+      --model mobilenetv3_edge --input-size 128 --out-dir runs/qat   # int8 QAT: 5 epochs at lr 1e-4 unless given
+  python -m export.onnx runs/qat/last.pt -o edge_qat.onnx           # -> symmetric int8 Q/DQ ONNX + int8 card
 """
 from __future__ import annotations
 

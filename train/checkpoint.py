@@ -7,6 +7,8 @@ A checkpoint is a ``torch.save`` dict::
     normalisation: runtime.crop.Normalisation.to_dict(), crop_rule: runtime.crop.CropRule.to_dict()
     model: state_dict
     epoch (completed epochs), optimizer, scheduler, scaler, rng, config, metrics  (training state)
+    qat (only after ``--qat``): settings, init checkpoint and hash, fine-tuning settings; the model's
+        state dict is then the fake-quantized one (train/qat.py), rebuilt from these settings
 """
 from __future__ import annotations
 
@@ -57,6 +59,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def model_from_checkpoint(path: str | Path, num_points: int | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint in eval mode and return it with the checkpoint dict.
 
+    A QAT checkpoint gives its fake-quantized model (:func:`train.qat.frozen_for_export`).
+
     Args:
         path: checkpoint file.
         num_points: if given, must equal the checkpoint's (a mismatch raises CheckpointError).
@@ -69,9 +73,14 @@ def model_from_checkpoint(path: str | Path, num_points: int | None = None) -> tu
             f"{path}: checkpoint has {state['num_points']} points but {num_points} were asked for; "
             f"use --num-points {state['num_points']} or another checkpoint"
         )
-    model = build_model(state["model_name"], state["num_points"], input_size=state["input_size"])
     try:
-        model.load_state_dict(state["model"])
+        if state.get("qat"):  # fake-quantized convolutions, frozen into the form the exporter writes as Q/DQ
+            from train.qat import qat_model_from_state
+
+            model = qat_model_from_state(state)
+        else:
+            model = build_model(state["model_name"], state["num_points"], input_size=state["input_size"])
+            model.load_state_dict(state["model"])
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit model '{state['model_name']}' ({first})") from None
@@ -80,7 +89,12 @@ def model_from_checkpoint(path: str | Path, num_points: int | None = None) -> tu
 
 
 def card_from_checkpoint(state: dict[str, Any], source: str | Path, **changes) -> Card:
-    """The card facts of a checkpoint (format onnx, fp32 unless ``changes`` say otherwise)."""
+    """The card facts of a checkpoint (format onnx; fp32, or int8 with a QAT calibration record for a QAT one)."""
+    quantized = {}
+    if state.get("qat"):
+        from train.qat import calibration_record
+
+        quantized = {"precision": "int8", "calibration": calibration_record(state["qat"])}
     values = dict(
         layout=state["layout"],
         num_points=state["num_points"],
@@ -92,6 +106,7 @@ def card_from_checkpoint(state: dict[str, Any], source: str | Path, **changes) -
         crop_rule=CropRule.from_dict(state["crop_rule"]),
         source=str(source),
         source_sha256=file_sha256(source) if Path(source).is_file() else "",
+        **quantized,
     )
     values.update(changes)
     return Card(**values)

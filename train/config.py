@@ -52,12 +52,23 @@ class TrainConfig:
     eval_every: int = 1
     max_steps_per_epoch: int = 0  # 0: the whole epoch (tests and smoke runs cap it)
     tensorboard: bool = True  # when the tensorboard package is installed
+    # Quantization-aware fine-tuning (train/qat.py): start from --init, fake-quantize, export as int8 Q/DQ.
+    init: str = ""  # float checkpoint whose weights the run starts from (fresh optimiser and schedule)
+    qat: bool = False
+    qat_keep_float: str = ""  # comma-separated: first_conv, head (as export.ort --keep-float)
+    qat_calibration_batches: int = 4  # training batches that set the initial activation ranges
+    qat_range: str = "minmax"  # minmax | percentile (initial activation ranges)
+    qat_percentile: float = 99.99
+    qat_ema: float = 0.01  # moving-average weight of each batch's activation range (0: fixed ranges)
+    qat_freeze_bn_steps: int = 200  # BatchNorm statistics frozen after this many steps
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 _FIELD_TYPES = typing.get_type_hints(TrainConfig)
+# What --qat changes when the flags and the YAML file leave it: fine-tuning is short, at a low rate.
+QAT_DEFAULTS = {"epochs": 5, "lr": 1e-4}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -113,13 +124,24 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + field.name.replace("_", "-")
         kind = _FIELD_TYPES[field.name]
         metavar = {bool: "BOOL", int: "INT", float: "FLOAT"}.get(kind, "VALUE")
-        parser.add_argument(flag, dest=field.name, default=None, metavar=metavar, help=f"default: {field.default!r}")
+        # A bare boolean flag (`--qat`) means true; `--augment false` still takes its value.
+        extra = {"nargs": "?", "const": "true"} if kind is bool else {}
+        parser.add_argument(
+            flag, dest=field.name, default=None, metavar=metavar, help=f"default: {field.default!r}", **extra
+        )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then ``--config``, then the flags that were given."""
+    """Defaults (:data:`QAT_DEFAULTS` under ``--qat``), then ``--config``, then the flags that were given."""
     config = TrainConfig()
+    explicit: set[str] = set()
     if args.config:
-        config = config_from_mapping(load_yaml(args.config), config, origin=args.config)
+        values = load_yaml(args.config)
+        config = config_from_mapping(values, config, origin=args.config)
+        explicit |= {key.replace("-", "_") for key in values}
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
-    return config_from_mapping(given, config, origin="command line")
+    config = config_from_mapping(given, config, origin="command line")
+    if config.qat:
+        explicit |= set(given)
+        config = dataclasses.replace(config, **{k: v for k, v in QAT_DEFAULTS.items() if k not in explicit})
+    return config

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -100,6 +101,14 @@ def validate(config: TrainConfig) -> None:
         raise UsageError(f"epochs and batch size must be >= 1, got {config.epochs} and {config.batch_size}")
     if config.avs_ratio < 0:
         raise UsageError(f"--avs-ratio must be >= 0 (synthetic samples per real one), got {config.avs_ratio}")
+    if config.qat:
+        from train.qat import QatSettings
+
+        if not config.init:
+            raise UsageError(
+                "--qat fine-tunes a trained model: pass --init CHECKPOINT.pt (a float checkpoint from python -m train)"
+            )
+        QatSettings.from_config(config)
 
 
 def load_samples(spec: str, image_root: str, layout: Layout, what: str) -> list[Sample]:
@@ -335,7 +344,19 @@ def _train(config: TrainConfig, distributed: Distributed) -> dict[str, Any]:
     val_set = make_dataset(val_samples, config, layout, input_size, stride, augment=False) if val_samples else None
 
     seed_everything(config.seed)
-    model = build_model(config.model, layout.num_points, input_size=input_size).to(device)
+    model = build_model(config.model, layout.num_points, input_size=input_size)
+    qat_state = None
+    if config.init:
+        from train.qat import load_init
+
+        init_state = load_init(model, config.init, config.model, layout.num_points, input_size)
+        logger.info("weights from %s (epoch %s)", config.init, init_state.get("epoch"))
+    if config.qat:
+        from train.qat import QatSettings, prepare_qat, qat_record
+
+        settings = QatSettings.from_config(config)
+        qat_state = qat_record(config, settings, init_state, prepare_qat(model, settings, input_size))
+    model = model.to(device)
     if device.type == "cuda" and config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(config, model.parameters())
@@ -378,6 +399,11 @@ def _train(config: TrainConfig, distributed: Distributed) -> dict[str, Any]:
         drop_last=len(train_set) >= per_rank_batch * distributed.world_size * 2,
         persistent_workers=False,
     )
+    if qat_state is not None and not resume:  # a resumed run has its ranges in the checkpoint
+        from train.qat import calibrate_ranges
+
+        seen = calibrate_ranges(model, itertools.islice(loader, config.qat_calibration_batches), device)
+        logger.info("QAT: activation ranges calibrated (%s) on %d training images", config.qat_range, seen)
     criterion = heatmap_loss(config.loss)
     log = MetricsLog(out_dir, config.tensorboard) if distributed.is_main else None
     logger.info(
@@ -468,6 +494,7 @@ def _train(config: TrainConfig, distributed: Distributed) -> dict[str, Any]:
                 "rng": rng,
                 "config": config.to_dict(),
                 "metrics": row,
+                **({"qat": qat_state} if qat_state is not None else {}),
             }
             save_checkpoint(out_dir / "last.pt", state)
             if improved:
