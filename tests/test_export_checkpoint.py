@@ -98,7 +98,7 @@ def test_heatmap_int8_and_verify(exported, faces68_dir, tmp_path, capsys):
     calib = tmp_path / "calib.npz"
     calibration_array_from_faces(faces68_dir, read_card(exported), calib)
     int8 = tmp_path / "tiny_int8.onnx"
-    assert ort_cli.main(["--int8", str(exported), "--calib", str(calib), "--batch-size", "4", "-o", str(int8)]) == 0
+    assert ort_cli.main(["--int8", str(exported), "--calib", str(calib), "--batch-size", "4", "--encoding", "s8s8", "-o", str(int8)]) == 0
     assert check_trt_ready(onnx.load(str(int8))) == []
     # Random weights: the NME means nothing, but the heatmap decode and back-projection run end to end.
     assert (

@@ -44,7 +44,7 @@ class OpenVinoBackend(Backend):
         try:
             model = core.read_model(str(self.artifact))
         except Exception as error:  # noqa: BLE001 - OpenVINO raises RuntimeError with multi-line C++ traces
-            raise BackendError(f"{self.artifact}: OpenVINO cannot read it ({_first_line(error)})") from None
+            raise BackendError(f"{self.artifact}: OpenVINO cannot load it on {target} ({_first_line(error)})") from None
         try:
             self._compiled = core.compile_model(model, target, config)
         except Exception as error:  # noqa: BLE001
