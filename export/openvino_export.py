@@ -266,7 +266,11 @@ def ir_from_onnx(config: IrConfig) -> Card:
     crops = _validation_crops(config.val_faces, card, calibration) if config.val_faces else None
 
     try:
-        ov_model = ov.convert_model(str(config.model))
+        # A Q/DQ ONNX is read by OpenVINO's ONNX frontend as the runtime reads it (core.read_model):
+        # ov.convert_model's extra graph passes turned a mixed-precision PFLD Q/DQ graph into one the CPU
+        # plugin rejects ("unexpected levels 163 for precision i8", OpenVINO 2026.4), while the same file
+        # through read_model compiles and saves as an IR that runs bit-identically to it.
+        ov_model = ov.Core().read_model(str(config.model)) if quantized_onnx else ov.convert_model(str(config.model))
     except Exception as error:  # noqa: BLE001 - OpenVINO's frontends raise several types with multi-line text
         raise ExportError(
             f"{config.model}: OpenVINO cannot convert it ({_first_line(error)}); nothing written"
