@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the first convolution and the last Conv/MatMul in float",
     )
     int8.add_argument(
+        "--keep-head-float",
+        action="store_true",
+        help="keep the regression head in float (the layers around the features a fully-connected head reads; "
+        "their ranges fail on faces unlike the calibration set's)",
+    )
+    int8.add_argument(
         "--max-nme-drop",
         type=float,
         metavar="POINTS",
@@ -83,6 +89,7 @@ def config_from_args(args: argparse.Namespace) -> IrConfig:
         subset_size=args.subset_size if args.subset_size is not None else 300,
         preset=args.preset or "performance",
         ignore_first_conv_and_head=args.ignore_first_conv_and_head,
+        keep_head_float=args.keep_head_float,
         max_nme_drop=args.max_nme_drop,
         val_faces=args.val_faces,
     )

@@ -76,6 +76,10 @@ class IrConfig:
         subset_size: calibration samples NNCF uses at most.
         preset: ``performance`` (symmetric activations) or ``mixed`` (asymmetric activations).
         ignore_first_conv_and_head: leave the first convolution and the last Conv/MatMul in float.
+        keep_head_float: leave the regression head in float: every layer that produces or reads a
+            tensor a fully-connected head reads element by element (the rule of
+            :func:`export.ort_quantize.tensors_kept_at_minmax`, the ``head`` group of export.ort's
+            mixed precision).
         max_nme_drop: accuracy-controlled INT8: NNCF reverts layers to float until the inter-ocular
             NME on ``val_faces`` is at most this many percent points worse than the float model's.
         val_faces: folder of annotated faces; with ``max_nme_drop`` it drives the accuracy control,
@@ -90,6 +94,7 @@ class IrConfig:
     subset_size: int = 300
     preset: str = "performance"
     ignore_first_conv_and_head: bool = False
+    keep_head_float: bool = False
     max_nme_drop: float | None = None
     val_faces: Path | None = None
 
@@ -102,6 +107,7 @@ class IrConfig:
                 for flag, value in (
                     ("--calib", self.calibration is not None),
                     ("--ignore-first-conv-and-head", self.ignore_first_conv_and_head),
+                    ("--keep-head-float", self.keep_head_float),
                     ("--max-nme-drop", self.max_nme_drop is not None),
                 )
                 if value
@@ -450,6 +456,8 @@ def _quantized(ov_model, config: IrConfig, card: Card, calibration: CalibrationS
 
     started = time.perf_counter()
     ignored = first_conv_and_head(ov_model) if config.ignore_first_conv_and_head else []
+    if config.keep_head_float:
+        ignored = list(dict.fromkeys(ignored + head_region(ov_model, load_onnx(config.model))))
     options: dict[str, Any] = {
         "preset": nncf.QuantizationPreset(config.preset),
         "subset_size": config.subset_size,
@@ -527,6 +535,25 @@ def _accuracy_control_record(float_model, quantized, card: Card, crops: FaceCrop
             "fake_quantize_nodes": sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ordered_ops()),
         }
     }
+
+
+def head_region(ov_model, onnx_model: onnx.ModelProto) -> list[str]:
+    """OpenVINO names of the layers that produce or read the regression head's tensors.
+
+    The head's tensors are those a fully-connected head reads element by element
+    (:func:`export.ort_quantize.tensors_kept_at_minmax`); their calibrated ranges fail together on
+    faces unlike the calibration set's. OpenVINO names a layer after its ONNX node (a bias split off
+    becomes ``<node>/WithoutBiases``), which is how the ONNX nodes are found in the OpenVINO model.
+    """
+    from export.ort_quantize import tensors_kept_at_minmax
+
+    head = set(tensors_kept_at_minmax(onnx_model))
+    nodes = {
+        node.name
+        for node in onnx_model.graph.node
+        if node.name and (set(node.output) & head or (node.op_type in ("Conv", "Gemm", "MatMul") and set(node.input) & head))
+    }
+    return [op.get_friendly_name() for op in ov_model.get_ordered_ops() if op.get_friendly_name().split("/")[0] in nodes]
 
 
 def first_conv_and_head(ov_model) -> list[str]:

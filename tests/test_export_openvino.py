@@ -191,6 +191,20 @@ def test_nncf_int8_nme_change_on_held_out_faces(work, pfld, calib, split_faces, 
     assert kept.extra["evaluation"]["nme_change"] < 1.5
 
 
+def test_keep_head_float_ignores_the_regression_head(work, pfld, calib, split_faces):
+    """--keep-head-float leaves PFLD's fully-connected head in float: the whole-map convolution and the
+    pools and reshapes whose outputs the Gemm reads, not just the Gemm."""
+    output = work / "ir" / "pfld_int8_head_float.xml"
+    command = [str(pfld), "-o", str(output), "--int8", "--calib", str(calib), "--val-faces", str(split_faces[1])]
+    assert openvino_cli.main(command + ["--preset", "mixed", "--keep-head-float"]) == 0
+    card = read_card(output)
+    ignored = card.calibration["ignored"]
+    assert {"Conv_109", "Concat_112", "AveragePool_97"} <= set(ignored) and "Gemm_113/WithoutBiases" in ignored
+    assert not any(name.startswith("Conv_2") for name in ignored)  # feature convolutions stay INT8
+    assert card.calibration["preset"] == "mixed"
+    assert card.extra["evaluation"]["nme_change"] < 1.0
+
+
 def test_qdq_onnx_read_by_openvino(work, pfld, calib, split_faces, capsys):
     import openvino as ov
 
