@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if mixed:
         latency = mixed.get("latency_ms_batch1", {})
         print(
-            f"mixed precision: kept float {', '.join(g['layer'] for g in mixed['kept_float']) or 'nothing'} "
+            f"mixed precision: kept float {_names(g['layer'] for g in mixed['kept_float'])} "
             f"({sum(len(g['points']) for g in mixed['kept_float'])} of {mixed['points']} quantization points); "
             f"label-free NME {mixed['error_all_int8']:.3f} -> {mixed['error']:.3f} % on {mixed['validation_inputs']} "
             f"validation inputs (budget {mixed['budget']})"
@@ -145,6 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     return 0
+
+
+def _names(names, shown: int = 6) -> str:
+    names = list(names)
+    if not names:
+        return "nothing"
+    more = f" and {len(names) - shown} more (see the card)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 if __name__ == "__main__":
