@@ -323,3 +323,82 @@ def test_u8s8_folds_relus_into_zero_point_0_and_s8s8_gets_them_back():
     for back, original in zip(_run(restored, loud), _run(signed, loud)):
         assert np.array_equal(back, original)
     assert u8s8_from_s8s8(restored).graph == unsigned.graph
+
+
+def _tiny_upsampling_net() -> onnx.ModelProto:
+    """x -> Conv -> Relu -> ConvTranspose(4, stride 2, pad 1) -> BatchNormalization -> Relu -> Conv -> heat."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(2)
+    constants = {
+        "w1": rng.normal(0, 0.5, (8, 3, 3, 3)),
+        "up": rng.normal(0, 0.2, (8, 6, 4, 4)),  # (Cin, Cout, 4, 4)
+        "gamma": rng.uniform(0.5, 1.5, 6),
+        "beta": rng.normal(0, 0.1, 6),
+        "mean": rng.normal(0, 0.1, 6),
+        "var": rng.uniform(0.5, 1.5, 6),
+        "w2": rng.normal(0, 0.3, (4, 6, 1, 1)),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node(
+            "ConvTranspose", ["r1", "up"], ["u"], name="up", dilations=[1, 1], group=1, kernel_shape=[4, 4],
+            pads=[1, 1, 1, 1], strides=[2, 2],
+        ),  # fmt: skip
+        helper.make_node("BatchNormalization", ["u", "gamma", "beta", "mean", "var"], ["b"], name="bn"),
+        helper.make_node("Relu", ["b"], ["r2"], name="relu2"),
+        helper.make_node("Conv", ["r2", "w2"], ["heat"], name="head"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_upsampling_net",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, 8, 8])],
+        [helper.make_tensor_value_info("heat", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in constants.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_u8s8_runs_upsampling_deconvolutions_as_integer_convolutions(tmp_path):
+    """ONNX Runtime has no integer ConvTranspose; u8s8 writes a 4x4 stride-2 one as four 2x2 phase
+    convolutions on the same int8 weights and output grid, which ONNX Runtime fuses into QLinearConv.
+    The heatmaps agree with the ConvTranspose file's; TensorRT's s8s8 form gets the ConvTranspose back."""
+    import onnxruntime
+
+    from export.encodings import _reencoded, qdq_from_ranges, s8s8_from_u8s8
+
+    float_model = _tiny_upsampling_net()
+    calibration = np.random.default_rng(3).uniform(-1, 1, (8, 3, 8, 8)).astype(np.float32)
+    tensors = ["x", "c1", "r1", "u", "b", "r2", "heat"]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(float_model)
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in tensors[:-1])
+    values = _run(probe, calibration, tensors)
+    table = RangeTable({name: (float(v.min()), float(v.max())) for name, v in zip(tensors, values)}, "tiny", "minmax", 8)
+    signed = qdq_from_ranges(float_model, table, per_channel=True, nodes_to_exclude=[])
+    unsigned = u8s8_from_s8s8(signed)
+
+    ops = lambda model: [node.op_type for node in model.graph.node]  # noqa: E731
+    assert "ConvTranspose" in ops(signed) and "ConvTranspose" not in ops(unsigned)
+    assert ops(unsigned).count("DepthToSpace") == 1 and ops(unsigned).count("Conv") == 2 + 4
+    # ONNX Runtime runs every convolution on integers (the ConvTranspose file keeps one float op).
+    optimized = tmp_path / "optimized.onnx"
+    options = onnxruntime.SessionOptions()
+    options.optimized_model_filepath = str(optimized)
+    onnxruntime.InferenceSession(unsigned.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    fused = ops(onnx.load(str(optimized)))
+    assert fused.count("QLinearConv") == 6 and "ConvTranspose" not in fused and "Conv" not in fused
+
+    # The same int8 weights, per-channel scales and output grid: within one output level of the file
+    # that keeps the ConvTranspose (int32 accumulation against float accumulation).
+    plain = _reencoded(signed, np.int8, (0,), np.uint8)
+    heat_scale = float(_scale_of(unsigned, "heat"))
+    (phases,), (transposed,) = _run(unsigned, calibration), _run(plain, calibration)
+    assert np.abs(phases - transposed).max() <= heat_scale * 1.001 and np.mean(phases == transposed) > 0.99
+
+    restored = s8s8_from_u8s8(unsigned)
+    assert ops(restored) == ops(signed) and check_trt_ready(restored) == []
+    loud = calibration * 3
+    assert np.array_equal(_run(restored, loud)[0], _run(signed, loud)[0])
+    assert u8s8_from_s8s8(restored).graph == unsigned.graph
