@@ -237,7 +237,7 @@ def int8_from_onnx(config: Int8Config) -> Card:
 
     float_tensors = float_tail(quantized)
     check_onnx(quantized, f"{output} (quantized)")
-    # Every encoding is checked in its s8s8 form: the one TensorRT builds (u8s8 differs only in zero points).
+    # Every encoding is checked in its s8s8 form, the one TensorRT builds (u8s8 is made from it and back losslessly).
     problems = check_trt_ready(quantized, per_channel=config.per_channel)
     if problems:
         raise ExportError(f"the quantized model is not TensorRT-ready ({len(problems)} problems, first: {problems[0]})")
@@ -249,7 +249,10 @@ def int8_from_onnx(config: Int8Config) -> Card:
         "encoding": config.encoding,
         "encoding_for": ENCODING_TARGETS[config.encoding],
         "activations": (
-            "int8 symmetric per-tensor" if config.encoding == "s8s8" else "uint8 per-tensor, zero point 128 (the s8s8 grid)"
+            "int8 symmetric per-tensor"
+            if config.encoding == "s8s8"
+            else "uint8 per-tensor on the s8s8 scales: zero point 128, or 0 where a Relu is folded in; "
+            "upsampling deconvolutions as sub-pixel convolutions"
         ),
         "weights": f"int8 symmetric {'per-channel' if config.per_channel else 'per-tensor'}",
         "bias": "float",

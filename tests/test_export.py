@@ -96,7 +96,7 @@ def calib(work, pfld, split_faces) -> Path:
 @pytest.fixture(scope="module")
 def int8_minmax(work, pfld, calib) -> Path:
     output = work / "pfld_int8_minmax.onnx"
-    # TensorRT's encoding: the checks below are TensorRT's (export.ort's default, u8s8, differs only in zero points).
+    # TensorRT's encoding: the checks below are TensorRT's (export.ort's default, u8s8, is ONNX Runtime's form).
     assert ort_cli.main(["--int8", str(pfld), "--calib", str(calib), "--encoding", "s8s8", "-o", str(output)]) == 0
     return output
 
