@@ -46,7 +46,9 @@ class BiasLayer:
 
     Attributes:
         node: the Conv/Gemm node's name.
-        output: its output tensor (the same name in the float and the Q/DQ model).
+        output: its output tensor in the Q/DQ model.
+        reference: the same tensor in the float model (a graph output's name where ONNX Runtime
+            renamed the layer's output to put a Q/DQ pair between it and the graph output).
         bias: its float bias initializer in the corrected model.
         gain: how much the output moves per unit of bias (Gemm's ``beta``; 1 for Conv).
         level: how many corrected layers lie on the longest path before it (0: none); layers of one
@@ -55,6 +57,7 @@ class BiasLayer:
 
     node: str
     output: str
+    reference: str
     bias: str
     gain: float
     level: int
@@ -92,7 +95,12 @@ def bias_corrected(
     if not layers:
         return model, {"mode": mode, "layers": 0, "skipped": skipped}
     outputs = [layer.output for layer in layers]
-    reference = channel_statistics(float_model, outputs, inputs, batch_size)
+    reference = {
+        layer.output: value
+        for layer, value in zip(
+            layers, channel_statistics(float_model, [layer.reference for layer in layers], inputs, batch_size).values()
+        )
+    }
     biases = {tensor.name: tensor for tensor in model.graph.initializer}
 
     def correct(group: list[BiasLayer], measured: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
@@ -164,8 +172,24 @@ def with_own_biases(qdq_model: onnx.ModelProto, float_model: onnx.ModelProto) ->
         for name in node.input:
             readers[name] = readers.get(name, 0) + 1
     float_tensors = {output for node in float_model.graph.node for output in node.output}
+    readers_of: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers_of.setdefault(name, []).append(node)
 
-    found: list[tuple[onnx.NodeProto, str, float]] = []
+    def float_name(tensor: str) -> str | None:
+        """``tensor``'s name in the float model, also through an activation Q -> DQ pair after it."""
+        if tensor in float_tensors:
+            return tensor
+        users = readers_of.get(tensor, [])
+        if len(users) == 1 and users[0].op_type == "QuantizeLinear":
+            dequantizers = readers_of.get(users[0].output[0], [])
+            if len(dequantizers) == 1 and dequantizers[0].op_type == "DequantizeLinear":
+                name = dequantizers[0].output[0]
+                return name if name in float_tensors else None
+        return None
+
+    found: list[tuple[onnx.NodeProto, str, str, float]] = []
     skipped: list[dict] = []
     for node in graph.node:
         if node.op_type not in CORRECTED_OPS or len(node.input) < 2:
@@ -174,7 +198,8 @@ def with_own_biases(qdq_model: onnx.ModelProto, float_model: onnx.ModelProto) ->
         if weight is None or weight.op_type != "DequantizeLinear" or weight.input[0] not in initializers:
             continue  # weight kept in float: nothing to correct
         label = node.name or node.output[0]
-        if node.output[0] not in float_tensors:
+        reference = float_name(node.output[0])
+        if reference is None:
             skipped.append({"layer": label, "reason": "its output is not a tensor of the float model"})
             continue
         channels = _output_channels(node, initializers[weight.input[0]])
@@ -192,7 +217,7 @@ def with_own_biases(qdq_model: onnx.ModelProto, float_model: onnx.ModelProto) ->
                 skipped.append({"layer": label, "reason": f"bias of shape {list(value.shape)} is not per output channel"})
                 continue
             if value.size == channels and value.ndim == 1 and readers[bias_name] == 1:
-                found.append((node, bias_name, gain))
+                found.append((node, reference, bias_name, gain))
                 continue
             value = np.broadcast_to(value.reshape(-1), (channels,)).astype(np.float32)
         else:
@@ -204,12 +229,12 @@ def with_own_biases(qdq_model: onnx.ModelProto, float_model: onnx.ModelProto) ->
             node.input[2] = name
         else:
             node.input.append(name)
-        found.append((node, name, gain))
+        found.append((node, reference, name, gain))
 
-    levels = _levels(graph, {node.output[0] for node, _, _ in found})
+    levels = _levels(graph, {node.output[0] for node, *_ in found})
     layers = [
-        BiasLayer(node.name or node.output[0], node.output[0], bias, gain, levels[node.output[0]])
-        for node, bias, gain in found
+        BiasLayer(node.name or node.output[0], node.output[0], reference, bias, gain, levels[node.output[0]])
+        for node, reference, bias, gain in found
     ]
     return model, layers, skipped
 
@@ -263,14 +288,16 @@ def output_shifts(
     Returns:
         Tensor name -> (C,) relative shift.
     """
-    if outputs is None:
-        outputs = [layer.output for layer in with_own_biases(qdq_model, float_model)[1]]
-    quantized = channel_statistics(qdq_model, outputs, inputs)
-    reference = channel_statistics(float_model, outputs, inputs)
-    return {
-        name: (quantized[name][0] - reference[name][0]) / max(float(np.sqrt(reference[name][1].mean())), 1e-12)
-        for name in outputs
-    }
+    layers = with_own_biases(qdq_model, float_model)[1]
+    if outputs is not None:
+        layers = [layer for layer in layers if layer.output in set(outputs)]
+    quantized = channel_statistics(qdq_model, [layer.output for layer in layers], inputs)
+    reference = channel_statistics(float_model, [layer.reference for layer in layers], inputs)
+    shifts = {}
+    for layer in layers:
+        mean, square = reference[layer.reference]
+        shifts[layer.output] = (quantized[layer.output][0] - mean) / max(float(np.sqrt(square.mean())), 1e-12)
+    return shifts
 
 
 def _fast_encoding(model: onnx.ModelProto) -> onnx.ModelProto:

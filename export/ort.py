@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--int8", type=Path, required=True, metavar="MODEL.onnx", help="float ONNX artifact with a card"
     )
     parser.add_argument("--calib", type=Path, required=True, metavar="CALIB.npz", help="calibration array")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="the INT8 .onnx to write")
+    parser.add_argument(
+        "-o", "--output", type=Path, help="the INT8 .onnx to write (required unless --convergence)"
+    )
     parser.add_argument(
         "--per-tensor", action="store_true", help="one scale per weight tensor (default: per output channel)"
     )
@@ -89,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="subtract each quantized layer's mean output shift (measured on calibration samples, layer by "
         "layer) from its float bias; off by default: it did not help PFLD-GhostOne on real faces",
     )
+    parser.add_argument(
+        "--convergence",
+        nargs="?",
+        const="25,50,100,200,400",
+        metavar="SIZES",
+        help="instead of exporting, print how the ranges and the INT8 label-free NME change when calibrating on "
+        "nested random subsets of SIZES samples (default 25,50,100,200,400, then the whole array less the "
+        "validation split) and exit; writes nothing",
+    )
     parser.add_argument("--batch-size", type=int, default=1, help="samples per calibration run (default 1)")
     parser.add_argument(
         "--chunk-size",
@@ -103,10 +114,15 @@ def config_from_args(args: argparse.Namespace) -> Int8Config:
     keep_float = tuple(name.strip() for name in args.keep_float.split(",") if name.strip())
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.output is None and args.convergence is None:
+        raise UsageError("-o/--output is required: the INT8 .onnx to write (or pass --convergence to only check the ranges)")
+    if args.convergence is not None and args.ranges is not None:
+        raise UsageError("--convergence calibrates on subsets of --calib; it cannot use --ranges")
     return Int8Config(
         model=args.int8,
         calibration=args.calib,
-        output=args.output,
+        # --convergence writes nothing; the config still names where an export would go.
+        output=args.output if args.output is not None else args.int8.with_name(f"{args.int8.stem}_int8.onnx"),
         per_channel=not args.per_tensor,
         method=args.method,
         num_bins=args.num_bins,
@@ -124,7 +140,13 @@ def config_from_args(args: argparse.Namespace) -> Int8Config:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    config = config_from_args(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    if args.convergence is not None:
+        from export.range_convergence import format_convergence, parse_sizes, range_convergence
+
+        print(format_convergence(range_convergence(config, parse_sizes(args.convergence))))
+        return 0
     from export.ort_quantize import int8_from_onnx
 
     card = int8_from_onnx(config)
