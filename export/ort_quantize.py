@@ -130,7 +130,9 @@ class Int8Config:
         validation_samples: at most this many of the held-out samples (evenly spaced) are run per
             candidate of the mixed-precision search.
         bias_correction: subtract each quantized layer's mean output shift, measured on calibration
-            samples, from its float bias (:mod:`export.bias_correction`), before the mixed-precision search.
+            samples, from its float bias (:mod:`export.bias_correction`), after the mixed-precision
+            search (which judges the uncorrected model), so no correction is left for an error that a
+            float point no longer makes.
         bias_correction_samples: at most this many calibration samples (evenly spaced) measure the shifts.
     """
 
@@ -237,17 +239,19 @@ def int8_from_onnx(config: Int8Config) -> Card:
     else:
         table = range_table(float_model, calibration, card.input_name, config, model_sha256)
     quantized = qdq_from_ranges(float_model, table, config.per_channel, excluded)
+
+    mixed: dict = {}
+    if config.max_nme_drop is not None:
+        quantized, mixed = _mixed_precision(quantized, float_model, card, validation, config)
     corrected: dict = {}
-    if config.bias_correction:
+    if config.bias_correction:  # after the search: a point it keeps float must not keep a correction for its error
         from export.bias_correction import bias_corrected
 
         count = min(len(calibration), config.bias_correction_samples)
         picked = calibration.inputs[np.linspace(0, len(calibration) - 1, count).astype(int)]
         quantized, corrected = bias_corrected(quantized, float_model, picked)
-
-    mixed: dict = {}
-    if config.max_nme_drop is not None:
-        quantized, mixed = _mixed_precision(quantized, float_model, card, validation, config)
+        if mixed:
+            corrected["note"] = "applied after the mixed-precision search; its errors are of the uncorrected model"
 
     float_tensors = float_tail(quantized)
     check_onnx(quantized, f"{output} (quantized)")
@@ -266,7 +270,7 @@ def int8_from_onnx(config: Int8Config) -> Card:
             "int8 symmetric per-tensor" if config.encoding == "s8s8" else "uint8 per-tensor, zero point 128 (the s8s8 grid)"
         ),
         "weights": f"int8 symmetric {'per-channel' if config.per_channel else 'per-tensor'}",
-        "bias": "float" + (", bias-corrected" if corrected else ""),
+        "bias": "float" + (", bias-corrected" if corrected.get("applied") else ""),
         **({"bias_correction": corrected} if corrected else {}),
         "float_tail": float_tensors,
         "keep_float": list(config.keep_float),
