@@ -146,7 +146,8 @@ def bias_corrected(
     error_after = _relative_error(_output(_fast_encoding(model), inputs, batch_size), reference_output)
     applied = error_after <= error_before
     record = {
-        "method": "empirical: per output channel, E[y_int8] - E[y_float] on calibration samples subtracted from the float bias",
+        "method": "empirical: per output channel, E[y_int8] - E[y_float] on calibration samples "
+        "subtracted from the float bias",
         "mode": mode,
         "samples": int(len(inputs)),
         "layers": len(layers),
@@ -183,7 +184,9 @@ def bias_corrected(
     return model, record
 
 
-def with_own_biases(qdq_model: onnx.ModelProto, float_model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[BiasLayer], list[dict]]:
+def with_own_biases(
+    qdq_model: onnx.ModelProto, float_model: onnx.ModelProto
+) -> tuple[onnx.ModelProto, list[BiasLayer], list[dict]]:
     """A copy of ``qdq_model`` where every correctable layer reads a float bias of its own.
 
     Correctable: a Conv or Gemm whose weight is read through a DequantizeLinear of an initializer

@@ -155,7 +155,8 @@ def format_convergence(report: dict) -> str:
         f"(mean of {max(row['draws'] for row in report['rows'])} draws); "
         f"label-free NME of the {report['encoding']} INT8 model against the float model on "
         f"{report['validation_inputs']} held-out samples",
-        f"{'samples':>8}  {'max bound change %':>18}  {'median %':>8}  {'label-free NME % (range)':>24}  most changed tensor",
+        f"{'samples':>8}  {'max bound change %':>18}  {'median %':>8}  {'label-free NME % (range)':>24}  "
+        "most changed tensor",
     ]
     for row in report["rows"]:
         low, high = row["label_free_nme_range"]
