@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--bias-correction",
         action="store_true",
         help="subtract each quantized layer's mean output shift (measured on calibration samples, layer by "
-        "layer) from its float bias; off by default: it did not help PFLD-GhostOne on real faces",
+        "layer) from its float bias, unless that moves the output away from the float model's; off by default: "
+        "on real faces it moved PFLD-GhostOne's NME within noise and it would break OpenSeeFace's heatmaps",
     )
     parser.add_argument(
         "--convergence",

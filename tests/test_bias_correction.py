@@ -155,3 +155,25 @@ def test_bias_correction_cli_records_it_in_the_card(work, pfld_artifact, video_c
     record = quantization["bias_correction"]
     assert record["layers"] == 52 and record["relative_shift_after"] < record["relative_shift_before"]
     assert check_trt_ready(onnx.load(str(output))) == []
+
+
+@pytest.mark.slow
+def test_bias_correction_is_not_applied_where_it_moves_the_output_away(work, openseeface_onnx, faces68_dir):
+    """OpenSeeFace's heatmap network: every layer's mean shift falls, its output moves away from the
+    float model's (hard-swish, squeeze-excitation gates, peak-cell decoding), so the model is kept."""
+    from export.calibration import calibration_array_from_faces
+    from export.onnx import main as export_onnx
+    from runtime.zoo import OPENSEEFACE_IMPORT_FLAGS
+
+    artifact = work / "openseeface.onnx"
+    assert export_onnx(["--import", str(openseeface_onnx), "-o", str(artifact), *OPENSEEFACE_IMPORT_FLAGS]) == 0
+    calibration = calibration_array_from_faces(faces68_dir, read_card(artifact))
+    float_model = prepared_for_quantization(onnx.load(str(artifact)))
+    config = Int8Config(model=artifact, calibration=Path("unused.npz"), output=Path("unused.onnx"))
+    table = range_table(float_model, calibration, read_card(artifact).input_name, config, "")
+    qdq = qdq_from_ranges(float_model, table, True, nodes_kept_float(float_model, ()))
+    model, record = bias_corrected(qdq, float_model, calibration.inputs)
+    assert record["relative_shift_after"] < 0.1 * record["relative_shift_before"]
+    assert record["output_error_after"] > record["output_error_before"]
+    assert not record["applied"] and "kept uncorrected" in record["reason"]
+    assert model.graph == qdq.graph
