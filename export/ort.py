@@ -9,6 +9,8 @@ Example::
     # the same calibration, encoded for TensorRT (signed activations), without calibrating again:
     python -m export.ort --int8 artifacts/pfld.onnx --calib calib.npz --ranges artifacts/pfld_int8.onnx.ranges.json \\
         --encoding s8s8 -o artifacts/pfld_int8_s8s8.onnx
+    # how many calibration samples the ranges need (prints a table, writes nothing):
+    python -m export.ort --int8 artifacts/pfld.onnx --calib calib.npz --convergence 25,50,100,200
 
 The calibration array is an ``.npz`` with ``inputs`` (N, 3, S, S) float32, preprocessed exactly as
 the runtime does (see :mod:`export.calibration`). The result is int8 Q/DQ (per-channel weights
