@@ -9,6 +9,8 @@ Example::
     # the same calibration, encoded for TensorRT (signed activations), without calibrating again:
     python -m export.ort --int8 artifacts/pfld.onnx --calib calib.npz --ranges artifacts/pfld_int8.onnx.ranges.json \\
         --encoding s8s8 -o artifacts/pfld_int8_s8s8.onnx
+    # how many calibration samples the ranges need (prints a table, writes nothing):
+    python -m export.ort --int8 artifacts/pfld.onnx --calib calib.npz --convergence 25,50,100,200
 
 The calibration array is an ``.npz`` with ``inputs`` (N, 3, S, S) float32, preprocessed exactly as
 the runtime does (see :mod:`export.calibration`). The result is int8 Q/DQ (per-channel weights
@@ -41,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--int8", type=Path, required=True, metavar="MODEL.onnx", help="float ONNX artifact with a card"
     )
     parser.add_argument("--calib", type=Path, required=True, metavar="CALIB.npz", help="calibration array")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="the INT8 .onnx to write")
+    parser.add_argument(
+        "-o", "--output", type=Path, help="the INT8 .onnx to write (required unless --convergence)"
+    )
     parser.add_argument(
         "--per-tensor", action="store_true", help="one scale per weight tensor (default: per output channel)"
     )
@@ -83,6 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.25,
         help="share of the calibration array's source images held out to validate --max-nme-drop (default 0.25)",
     )
+    parser.add_argument(
+        "--bias-correction",
+        action="store_true",
+        help="subtract each quantized layer's mean output shift (measured on calibration samples, layer by "
+        "layer) from its float bias, unless that moves the output away from the float model's; off by default: "
+        "on real faces it moved PFLD-GhostOne's NME within noise and it would break OpenSeeFace's heatmaps",
+    )
+    parser.add_argument(
+        "--convergence",
+        nargs="?",
+        const="25,50,100,200,400",
+        metavar="SIZES",
+        help="instead of exporting, print how the ranges and the INT8 label-free NME change when calibrating on "
+        "nested random subsets of SIZES samples (default 25,50,100,200,400, then the whole array less the "
+        "validation split) and exit; writes nothing",
+    )
     parser.add_argument("--batch-size", type=int, default=1, help="samples per calibration run (default 1)")
     parser.add_argument(
         "--chunk-size",
@@ -97,10 +117,15 @@ def config_from_args(args: argparse.Namespace) -> Int8Config:
     keep_float = tuple(name.strip() for name in args.keep_float.split(",") if name.strip())
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.output is None and args.convergence is None:
+        raise UsageError("-o/--output is required: the INT8 .onnx to write (or pass --convergence to only check the ranges)")
+    if args.convergence is not None and args.ranges is not None:
+        raise UsageError("--convergence calibrates on subsets of --calib; it cannot use --ranges")
     return Int8Config(
         model=args.int8,
         calibration=args.calib,
-        output=args.output,
+        # --convergence writes nothing; the config still names where an export would go.
+        output=args.output if args.output is not None else args.int8.with_name(f"{args.int8.stem}_int8.onnx"),
         per_channel=not args.per_tensor,
         method=args.method,
         num_bins=args.num_bins,
@@ -112,12 +137,19 @@ def config_from_args(args: argparse.Namespace) -> Int8Config:
         ranges=args.ranges,
         max_nme_drop=args.max_nme_drop,
         validation_fraction=args.validation_fraction,
+        bias_correction=args.bias_correction,
     )
 
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    config = config_from_args(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    if args.convergence is not None:
+        from export.range_convergence import format_convergence, parse_sizes, range_convergence
+
+        print(format_convergence(range_convergence(config, parse_sizes(args.convergence))))
+        return 0
     from export.ort_quantize import int8_from_onnx
 
     card = int8_from_onnx(config)

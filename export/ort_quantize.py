@@ -129,6 +129,11 @@ class Int8Config:
             calibrated on) to validate ``max_nme_drop`` on.
         validation_samples: at most this many of the held-out samples (evenly spaced) are run per
             candidate of the mixed-precision search.
+        bias_correction: subtract each quantized layer's mean output shift, measured on calibration
+            samples, from its float bias (:mod:`export.bias_correction`), after the mixed-precision
+            search (which judges the uncorrected model), so no correction is left for an error that a
+            float point no longer makes.
+        bias_correction_samples: at most this many calibration samples (evenly spaced) measure the shifts.
     """
 
     model: Path
@@ -147,6 +152,8 @@ class Int8Config:
     max_nme_drop: float | None = None
     validation_fraction: float = 0.25
     validation_samples: int = 96
+    bias_correction: bool = False
+    bias_correction_samples: int = 64
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -171,6 +178,8 @@ class Int8Config:
             raise UsageError(f"validation_samples must be at least 1, got {self.validation_samples}")
         if not 0 < self.validation_fraction < 1:
             raise UsageError(f"--validation-fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.bias_correction_samples < 1:
+            raise UsageError(f"bias_correction_samples must be at least 1, got {self.bias_correction_samples}")
 
 
 class ArrayDataReader:
@@ -234,6 +243,15 @@ def int8_from_onnx(config: Int8Config) -> Card:
     mixed: dict = {}
     if config.max_nme_drop is not None:
         quantized, mixed = _mixed_precision(quantized, float_model, card, validation, config)
+    corrected: dict = {}
+    if config.bias_correction:  # after the search: a point it keeps float must not keep a correction for its error
+        from export.bias_correction import bias_corrected
+
+        count = min(len(calibration), config.bias_correction_samples)
+        picked = calibration.inputs[np.linspace(0, len(calibration) - 1, count).astype(int)]
+        quantized, corrected = bias_corrected(quantized, float_model, picked)
+        if mixed:
+            corrected["note"] = "applied after the mixed-precision search; its errors are of the uncorrected model"
 
     float_tensors = float_tail(quantized)
     check_onnx(quantized, f"{output} (quantized)")
@@ -255,7 +273,8 @@ def int8_from_onnx(config: Int8Config) -> Card:
             "upsampling deconvolutions as sub-pixel convolutions"
         ),
         "weights": f"int8 symmetric {'per-channel' if config.per_channel else 'per-tensor'}",
-        "bias": "float",
+        "bias": "float" + (", bias-corrected" if corrected.get("applied") else ""),
+        **({"bias_correction": corrected} if corrected else {}),
         "float_tail": float_tensors,
         "keep_float": list(config.keep_float),
         "nodes_kept_float": excluded,
