@@ -137,102 +137,11 @@ def with_float_points(qdq: onnx.ModelProto, float_model: onnx.ModelProto, names:
             kept.append(onnx.helper.make_node("Identity", [source], [output.name], name=f"{output.name}_float"))
     del graph.node[:]
     graph.node.extend(kept)
-    _float_islands_read_float(graph)
     used = {name for node in graph.node for name in node.input}
     unused = [tensor for tensor in graph.initializer if tensor.name not in used]
     for tensor in unused:
         graph.initializer.remove(tensor)
     return model
-
-
-# Ops that compute in whatever precision they are fed: an engine may run them on int8 data when their
-# input is dequantized, rounding the result to the input's grid.
-PRECISION_FOLLOWING_OPS = (
-    "AveragePool", "GlobalAveragePool", "MaxPool", "GlobalMaxPool", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
-    "Transpose", "Concat", "Relu", "Clip", "Resize", "Identity",
-)  # fmt: skip
-
-
-def _float_islands_read_float(graph: onnx.GraphProto) -> None:
-    """Make precision-following ops whose output stays float compute from float inputs.
-
-    Q/DQ semantics compute ``AveragePool(DequantizeLinear(q))`` in float. OpenVINO moves the
-    dequantization after such an op (and after a Concat feeding it) and runs it on the int8 values,
-    rounding its result to the int8 grid, which is harmless when the output is requantized and not when
-    it stays float: PFLD-GhostOne with its head kept float lost +0.52 NME points on OpenVINO against
-    +0.07 on ONNX Runtime from the same file, 0.13-0.15 relative error on the head's average pools.
-    So such an op reads the unquantized tensor instead of ``DequantizeLinear(QuantizeLinear(x))``,
-    through float copies of the precision-following ops (a Concat, a Relu) between it and the nearest
-    compute op; both engines then compute what is written.
-    """
-    producers = {output: node for node in graph.node for output in node.output}
-    requantized = {node.input[0] for node in graph.node if node.op_type == "QuantizeLinear"}
-    constants = {tensor.name for tensor in graph.initializer}
-    copies: dict[str, str] = {}
-    added: list[onnx.NodeProto] = []
-
-    def float_source(name: str) -> str:
-        """A tensor with ``name``'s value computed without activation quantization on the way."""
-        if name in copies:
-            return copies[name]
-        producer = producers.get(name)
-        result = name
-        if producer is not None and producer.op_type == "DequantizeLinear" and producer.input[0] not in constants:
-            quantize = producers.get(producer.input[0])
-            if quantize is not None and quantize.op_type == "QuantizeLinear":
-                result = float_source(quantize.input[0])
-        elif producer is not None and producer.op_type in PRECISION_FOLLOWING_OPS:
-            inputs = [float_source(source) if source else source for source in producer.input]
-            if inputs != list(producer.input):
-                copy = onnx.NodeProto()
-                copy.CopyFrom(producer)
-                copy.name = f"{producer.name or name}_float"
-                del copy.input[:]
-                copy.input.extend(inputs)
-                del copy.output[:]
-                copy.output.extend(f"{output}_float" for output in producer.output)
-                added.append(copy)
-                result = f"{name}_float"
-        copies[name] = result
-        return result
-
-    for node in list(graph.node):
-        if node.op_type not in PRECISION_FOLLOWING_OPS or any(output in requantized for output in node.output):
-            continue
-        for position, name in enumerate(list(node.input)):
-            if name:
-                node.input[position] = float_source(name)
-    if added:
-        # Copies go right before their first reader so the graph stays topologically sorted.
-        ordered: list[onnx.NodeProto] = []
-        pending = {node.output[0]: node for node in added}
-        placed: set[str] = set()
-
-        def place(tensor: str) -> None:
-            copy = pending.get(tensor)
-            if copy is None or tensor in placed:
-                return
-            for source in copy.input:
-                place(source)
-            placed.add(tensor)
-            ordered.append(copy)
-
-        nodes = list(graph.node)
-        del graph.node[:]
-        for node in nodes:
-            before = len(ordered)
-            for source in node.input:
-                place(source)
-            graph.node.extend(ordered[before:])
-            graph.node.append(node)
-    # Drop Q/DQ pairs nobody reads any more.
-    while True:
-        read = {name for node in graph.node for name in node.input} | {output.name for output in graph.output}
-        unused = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.output[0] not in read]
-        if not unused:
-            return
-        for node in unused:
-            graph.node.remove(node)
 
 
 class AgreementProbe:

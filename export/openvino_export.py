@@ -276,7 +276,7 @@ def ir_from_onnx(config: IrConfig) -> Card:
         # ov.convert_model's extra graph passes turned a mixed-precision PFLD Q/DQ graph into one the CPU
         # plugin rejects ("unexpected levels 163 for precision i8", OpenVINO 2026.4), while the same file
         # through read_model compiles and saves as an IR that runs bit-identically to it.
-        ov_model = ov.Core().read_model(str(config.model)) if quantized_onnx else ov.convert_model(str(config.model))
+        ov_model = _read_qdq(model) if quantized_onnx else ov.convert_model(str(config.model))
     except Exception as error:  # noqa: BLE001 - OpenVINO's frontends raise several types with multi-line text
         raise ExportError(
             f"{config.model}: OpenVINO cannot convert it ({_first_line(error)}); nothing written"
@@ -554,6 +554,19 @@ def head_region(ov_model, onnx_model: onnx.ModelProto) -> list[str]:
         if node.name and (set(node.output) & head or (node.op_type in ("Conv", "Gemm", "MatMul") and set(node.input) & head))
     }
     return [op.get_friendly_name() for op in ov_model.get_ordered_ops() if op.get_friendly_name().split("/")[0] in nodes]
+
+
+def _read_qdq(model: onnx.ModelProto):
+    """A Q/DQ ONNX model in OpenVINO, in the form OpenVINO computes as the file means
+    (:func:`export.encodings.openvino_form`), through the ONNX frontend the runtime uses."""
+    import openvino as ov
+
+    from export.encodings import openvino_form
+
+    with tempfile.TemporaryDirectory(prefix="edgemark-ov-") as temporary:
+        path = Path(temporary) / "model.onnx"
+        onnx.save(openvino_form(model), str(path))
+        return ov.Core().read_model(str(path))
 
 
 def first_conv_and_head(ov_model) -> list[str]:
