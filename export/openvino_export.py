@@ -558,15 +558,32 @@ def head_region(ov_model, onnx_model: onnx.ModelProto) -> list[str]:
 
 def _read_qdq(model: onnx.ModelProto):
     """A Q/DQ ONNX model in OpenVINO, in the form OpenVINO computes as the file means
-    (:func:`export.encodings.openvino_form`), through the ONNX frontend the runtime uses."""
+    (:func:`export.encodings.openvino_form`), by the first of OpenVINO's two ONNX readers whose
+    result the CPU plugin compiles.
+
+    Neither reader takes every Q/DQ graph (OpenVINO 2026.4): ``convert_model``'s extra passes turned
+    a mixed-precision PFLD graph into one the CPU plugin rejects ("unexpected levels 163 for precision
+    i8") which ``Core.read_model`` reads fine, and ``read_model`` rejects the sub-pixel upsampling of
+    a u8s8 resnet18_deconv ("argument shapes are inconsistent") which ``convert_model`` reads fine.
+    """
     import openvino as ov
 
     from export.encodings import openvino_form
 
+    core = ov.Core()
+    problems = []
     with tempfile.TemporaryDirectory(prefix="edgemark-ov-") as temporary:
         path = Path(temporary) / "model.onnx"
         onnx.save(openvino_form(model), str(path))
-        return ov.Core().read_model(str(path))
+        for name, reader in (("convert_model", ov.convert_model), ("read_model", core.read_model)):
+            try:
+                ov_model = reader(str(path))
+                core.compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+                return ov_model
+            except Exception as error:  # noqa: BLE001 - OpenVINO raises RuntimeError with multi-line C++ traces
+                lines = [line for line in str(error).splitlines() if line.strip()]
+                problems.append(f"{name}: {lines[-1][:200] if lines else type(error).__name__}")
+    raise ExportError(f"OpenVINO cannot read this Q/DQ model ({'; '.join(problems)}); nothing written")
 
 
 def first_conv_and_head(ov_model) -> list[str]:
