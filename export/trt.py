@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="calibration array to make the Q/DQ ONNX from a float MODEL (ONNX Runtime, minmax, per-channel; "
         "run `python -m export.ort --int8` yourself for other options)",
     )
+    precision.add_argument(
+        "--max-nme-drop",
+        type=float,
+        metavar="POINTS",
+        help="with --calib: keep the fewest layers float so the label-free NME against the float model stays "
+        "within POINTS on a validation split of the calibration array (as python -m export.ort)",
+    )
     profile = parser.add_argument_group("optimization profile (dynamic-batch models)")
     for name, default in zip(("min", "opt", "max"), DEFAULT_BATCHES):
         profile.add_argument(
@@ -74,6 +81,7 @@ def config_from_args(args: argparse.Namespace) -> TrtConfig:
         fp16=args.fp16,
         int8=args.int8,
         calibration=args.calib,
+        max_nme_drop=args.max_nme_drop,
         min_batch=args.min_batch,
         opt_batch=args.opt_batch,
         max_batch=args.max_batch,

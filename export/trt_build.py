@@ -68,6 +68,8 @@ class TrtConfig:
         fp16: let TensorRT pick FP16 kernels (``BuilderFlag.FP16``, TensorRT 10.x).
         int8: explicit-quantization INT8 from a Q/DQ ONNX (made from ``calibration`` for a float model).
         calibration: calibration array, for ``int8`` on a float model.
+        max_nme_drop: with ``calibration``, keep the fewest layers float that hold the label-free NME
+            against the float model within this budget (``python -m export.ort --max-nme-drop``).
         min_batch, opt_batch, max_batch: the optimization profile's batch sizes (``None``: defaults
             1/4/16 for a dynamic batch, the fixed batch otherwise).
         timing_cache: timing cache file to read (if present) and update.
@@ -79,6 +81,7 @@ class TrtConfig:
     fp16: bool = False
     int8: bool = False
     calibration: Path | None = None
+    max_nme_drop: float | None = None
     min_batch: int | None = None
     opt_batch: int | None = None
     max_batch: int | None = None
@@ -97,6 +100,11 @@ class TrtConfig:
             )
         if self.calibration is not None and not self.int8:
             raise UsageError("--calib is only used with --int8; add --int8 or drop --calib")
+        if self.max_nme_drop is not None and self.calibration is None:
+            raise UsageError(
+                "--max-nme-drop chooses the float layers while quantizing with --calib; add --calib CALIB.npz "
+                "(a Q/DQ model made by `python -m export.ort --max-nme-drop` already carries its choice)"
+            )
         for flag, value in (
             ("--min-batch", self.min_batch),
             ("--opt-batch", self.opt_batch),
@@ -146,6 +154,7 @@ class TrtBuildPlan:
     timing_cache: Path | None
     card: Card = field(repr=False, compare=False)
     reencode: bool = False
+    max_nme_drop: float | None = None
 
     @property
     def script(self) -> Path:
@@ -264,6 +273,7 @@ def plan_from_onnx(config: TrtConfig) -> TrtBuildPlan:
         timing_cache=Path(config.timing_cache) if config.timing_cache is not None else None,
         card=card,
         reencode=reencode,
+        max_nme_drop=config.max_nme_drop,
     )
     logger.info("TensorRT plan for %s: %s", engine, plan.trtexec_command)
     return plan
@@ -288,7 +298,9 @@ def engine_from_onnx(plan: TrtBuildPlan) -> Card:
     if plan.calibration is not None:
         from export.ort_quantize import Int8Config, int8_from_onnx
 
-        card = int8_from_onnx(Int8Config(plan.source, plan.calibration, plan.onnx, encoding="s8s8"))
+        card = int8_from_onnx(
+            Int8Config(plan.source, plan.calibration, plan.onnx, encoding="s8s8", max_nme_drop=plan.max_nme_drop)
+        )
     elif plan.reencode:
         signed = s8s8_from_u8s8(load_onnx(plan.source))
         quantization = {**card.extra["quantization"], "encoding": "s8s8", "encoding_for": ENCODING_TARGETS["s8s8"]}

@@ -462,3 +462,29 @@ def test_real_engine_build(tmp_path, pfld, qdq, faces68_dir, precision):
     difference = float(np.max(np.abs(outputs.cpu().numpy() - reference)))
     print(f"\nTensorRT {trt.__version__} {precision} vs ONNX Runtime on 4 faces: max abs {difference:.2e}")
     assert difference < {"fp32": 1e-3, "fp16": 1e-2, "int8": 0.1}[precision]
+
+
+def test_onnx_runtime_u8s8_file_is_built_from_its_lossless_s8s8_form(tmp_path, pfld, calib, no_tensorrt, capsys):
+    """export.ort's default (unsigned activations) is re-encoded to TensorRT's signed form, same scales."""
+    from export.encodings import u8s8_from_s8s8
+
+    unsigned = tmp_path / "pfld_u8s8.onnx"
+    assert ort_cli.main(["--int8", str(pfld), "--calib", str(calib), "-o", str(unsigned)]) == 0
+    engine = tmp_path / "pfld_u8s8.engine"
+    plan = plan_from_onnx(TrtConfig(unsigned, engine, int8=True))
+    assert plan.reencode and plan.onnx == tmp_path / "pfld_u8s8.qdq.onnx"
+    assert trt_cli.main([str(unsigned), "-o", str(engine), "--int8"]) == 1  # no TensorRT here: Q/DQ + script only
+    signed = onnx.load(str(plan.onnx))
+    assert check_trt_ready(signed) == []
+    assert u8s8_from_s8s8(signed).graph == onnx.load(str(unsigned)).graph  # lossless both ways
+    assert read_card(plan.onnx).extra["quantization"]["encoding"] == "s8s8"
+
+
+def test_max_nme_drop_reaches_the_quantizer_and_needs_calibration(tmp_path, pfld, calib, qdq, no_tensorrt, capsys):
+    assert trt_cli.main([str(qdq), "-o", str(tmp_path / "a.engine"), "--int8", "--max-nme-drop", "1"]) == 2
+    assert "--max-nme-drop chooses the float layers while quantizing with --calib" in one_error_line(capsys.readouterr())
+    engine = tmp_path / "b.engine"
+    # A budget the all-INT8 model meets: the search measures and keeps everything INT8.
+    assert trt_cli.main([str(pfld), "-o", str(engine), "--int8", "--calib", str(calib), "--max-nme-drop", "100"]) == 1
+    mixed = read_card(tmp_path / "b.qdq.onnx").extra["quantization"]["mixed_precision"]
+    assert mixed["budget"] == 100 and mixed["kept_float"] == [] and mixed["error"] == mixed["error_all_int8"] > 0
