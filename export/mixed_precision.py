@@ -38,7 +38,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from export.artifact import ExportError
 from runtime.card import Card

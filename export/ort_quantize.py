@@ -64,7 +64,6 @@ import onnx
 
 from export.artifact import (
     ExportError,
-    bytes_sha256,
     check_onnx,
     check_output_path,
     load_onnx,

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from runtime.backends.base import Backend, BackendError
 from runtime.card import Card
 from runtime.crop import apply, crop_matrix, invert, landmark_box, normalise, warp
-from runtime.errors import EdgemarkError, UsageError, unknown_name
+from runtime.errors import UsageError, unknown_name
 from runtime.heatmap import DECODERS, OFFSET_DECODE, decode, decode_offsets, heatmap_to_input
 from runtime.frames import FrameError, as_bgr  # noqa: F401  (re-exported: callers catch FrameError here)
 
