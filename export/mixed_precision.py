@@ -286,7 +286,7 @@ def fewest_float_points(
         progress: show a progress bar while ranking.
 
     Raises:
-        ExportError: the budget cannot be met even with every group that helps in float.
+        ExportError: no candidate within the budget (only a budget of 0 or below float noise).
     """
     started = time.perf_counter()
     groups = float_groups(qdq, head_tensors)
@@ -345,8 +345,9 @@ def fewest_float_points(
             f"(label-free NME {error:.3f} % on {len(probe.inputs)} validation inputs; all-INT8: {full_error:.3f} %); "
             "nothing written. Raise the budget, calibrate with more varied samples, or try another --method"
         )
-    # Quantize again what the bisection's order kept float needlessly (most harmful last).
-    for group in sorted(chosen, key=lambda g: [g2 for g2 in order].index(g))[:8]:
+    # Quantize after all the least harmful of the float groups that the budget still allows
+    # (the bisection assumes the error grows with every group; it does not always).
+    for group in list(chosen[:8]):
         trial = [g for g in chosen if g is not group]
         trial_error = error_with(trial)
         if trial_error <= budget:
