@@ -169,3 +169,36 @@ def test_pseudo_labels_feed_calibration(pfld_artifact, face_video, tmp_path):
     first = cv2.imread(str(samples[0].image))
     assert first.shape == (680, 450, 3) and samples[0].points.shape == (98, 2)
     assert (samples[0].points > 0).all() and (samples[0].points[:, 0] < 450).all()
+
+
+def test_rows_reach_disk_as_frames_arrive(pfld_artifact, face_video, tmp_path, monkeypatch):
+    """CSV and JSON are streamed: while tracking, the hidden partial files already hold the rows of the
+    frames seen so far (memory stays flat on a long webcam session); the final names appear at the end."""
+    import runtime.track as track
+
+    real_open = track.open_source
+    sizes = []
+    table, frames_json = tmp_path / "x.csv", tmp_path / "x.json"
+
+    def watched(source):
+        frames, count, fps, name = real_open(source)
+
+        def generator():
+            for index, item in enumerate(frames):
+                if index in (50, 150):
+                    partial = tmp_path / ".x.partial.csv"
+                    sizes.append((partial.stat().st_size, (tmp_path / ".x.partial.json").stat().st_size))
+                    assert not table.exists() and not frames_json.exists()
+                if index == 200:
+                    return
+                yield item
+
+        return generator(), count, fps, name
+
+    monkeypatch.setattr(track, "open_source", watched)
+    assert track_main([str(face_video), "--model", str(pfld_artifact), "--csv", str(table), "--json", str(frames_json)]) == 0
+    (csv_at_50, json_at_50), (csv_at_150, json_at_150) = sizes
+    assert 0 < csv_at_50 < csv_at_150 and 0 < json_at_50 < json_at_150
+    assert len(table.read_text().splitlines()) == 201  # header + 200 frames
+    assert len(json.loads(frames_json.read_text())["frames"]) == 200
+    assert not list(tmp_path.glob(".*partial*"))
