@@ -4,7 +4,8 @@ Examples:
   python -m runtime.track webcam                                   # default model (downloaded once)
   python -m runtime.track 1 --model pfld_int8.onnx --smooth kalman # camera index 1
   python -m runtime.track face.mp4 --out annotated.mp4 --csv landmarks.csv
-  python -m runtime.track frames/ --model model.xml --backend openvino --json landmarks.json
+  python -m runtime.track photos/ --csv faces.csv                  # independent photographs, one row per face
+  python -m runtime.track frames/ --frames --model model.xml --backend openvino --json landmarks.json
   python -m runtime.track face.mp4 --detector yunet:face_detection_yunet_2023mar.onnx --show
   python -m runtime.track site_camera.mp4 --save-frames pseudo/ --save-every 10   # frames + .pts
 
@@ -60,6 +61,7 @@ class TrackConfig:
     save_frames: str = ""
     save_every: int = 10
     max_frames: int = 0
+    frames: bool = False
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -74,9 +76,7 @@ def open_source(source: str) -> tuple[Iterator[tuple[np.ndarray | None, float | 
         return _camera(source)
     path = Path(source)
     if path.is_dir():
-        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not images:
-            raise SourceError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        images = folder_images(path)
         return ((cv2.imread(str(p)), None) for p in images), len(images), 30.0, path.name
     if not path.exists():
         raise SourceError(f"{source}: no such file, folder or camera; expected 'webcam', a camera index, a video or an image folder")
@@ -104,6 +104,14 @@ def open_source(source: str) -> tuple[Iterator[tuple[np.ndarray | None, float | 
             capture.release()
 
     return frames(), count, fps, path.stem
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """The images of a folder source, in the order they are tracked (sorted by name)."""
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise SourceError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return images
 
 
 def _camera(source: str):
@@ -167,8 +175,11 @@ class Outputs:
         num_points: landmarks per face (the card's), for the CSV header.
     """
 
-    def __init__(self, config: TrackConfig, fps: float, num_points: int):
+    def __init__(self, config: TrackConfig, fps: float, num_points: int, images: list[str] | None = None):
         self.config = config
+        # Image folders name each row's image; as stills, an image without a face gets a row too.
+        self.images = images
+        self.stills = images is not None and not config.frames
         self.fps = fps
         self.video = None
         self.temporary: dict[str, Path] = {}
@@ -178,7 +189,8 @@ class Outputs:
             self._csv_stream = open(self._temporary(config.csv_path), "w", newline="")
             self._csv_writer = csv.writer(self._csv_stream)
             self._csv_writer.writerow(
-                ["frame", "face_id", "confidence", *[f"{a}{i}" for i in range(num_points) for a in "xy"]]
+                ["frame", *(["image"] if images is not None else []), "face_id", "confidence",
+                 *[f"{a}{i}" for i in range(num_points) for a in "xy"]]
             )
         if config.json_path:
             self._json_stream = open(self._temporary(config.json_path), "w")
@@ -205,16 +217,20 @@ class Outputs:
             if canvas.shape[1::-1] != self.size:  # a size change mid-stream: keep the file's size
                 canvas = cv2.resize(canvas, self.size)
             self.video.write(canvas)
+        image = [self.images[result.index]] if self.images is not None and result.index < len(self.images) else []
         if self._csv_writer is not None:
             self._csv_writer.writerows(
-                [result.index, face.track_id, f"{face.confidence:.4f}", *np.round(face.points.reshape(-1), 2).tolist()]
+                [result.index, *image, face.track_id, f"{face.confidence:.4f}", *np.round(face.points.reshape(-1), 2).tolist()]
                 for face in result.faces
             )
+            if self.stills and not result.faces:  # an image without a face: a row that says so (no id, no points)
+                self._csv_writer.writerow([result.index, *image, "", "no face" if not result.error else "unreadable"])
         if self.config.save_frames and frame is not None and result.faces and result.index % self.config.save_every == 0:
             save_pseudo_label(Path(self.config.save_frames), result.index, frame, result.faces[0].raw_points)
         if self._json_stream is not None:
             record = {
                 "frame": result.index,
+                **({"image": image[0]} if image else {}),
                 "error": result.error or None,
                 "faces": [{"id": f.track_id, "confidence": None if np.isnan(f.confidence) else f.confidence,
                            "points": np.round(f.points, 2).tolist()} for f in result.faces],
@@ -294,7 +310,11 @@ def run_tracker(config: TrackConfig) -> dict:
     if not show and not (config.out or config.csv_path or config.json_path or config.save_frames):
         config = TrackConfig(**{**config.__dict__, "out": f"{name}_landmarks.mp4", "csv_path": f"{name}_landmarks.csv"})
         logger.info("no display: writing %s and %s", config.out, config.csv_path)
-    outputs = Outputs(config, fps, backend.card.num_points)
+    folder = Path(config.source) if Path(config.source).is_dir() else None
+    # An image folder is a set of independent photographs unless --frames says it is one video's frames.
+    stills = folder is not None and not config.frames
+    images = [path.name for path in folder_images(folder)] if folder is not None else None
+    outputs = Outputs(config, fps, backend.card.num_points, images)
     progress = None
     if count and not show:
         from tqdm import tqdm
@@ -305,6 +325,8 @@ def run_tracker(config: TrackConfig) -> dict:
     started = time.perf_counter()
     try:
         for frame, timestamp in frames:
+            if stills:
+                tracker.reset()  # no track, and so no smoothing, carries from one photograph to the next
             result = tracker.process(frame, timestamp)
             processed += 1
             with_faces += bool(result.faces)
@@ -331,7 +353,10 @@ def run_tracker(config: TrackConfig) -> dict:
         if show:
             cv2.destroyAllWindows()
     seconds = time.perf_counter() - started
-    if processed and not with_faces:
+    if processed and not with_faces and stills:
+        logger.warning("no face found in any of the %d images (detector '%s'); each has a 'no face' row",
+                       processed, config.detector)
+    elif processed and not with_faces:
         raise SourceError(f"{config.source}: no face found in any of {processed} frames (detector '{config.detector}'); "
                           "check the lighting, or try --detector yunet:FILE.onnx")
     return {"frames": processed, "frames_with_faces": with_faces, "bad_frames": bad, "seconds": seconds,
@@ -371,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write every Nth frame with its landmarks as .png + .pts (pseudo-labels for calib)")
     parser.add_argument("--save-every", type=int, default=10, help="N for --save-frames")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: end of stream)")
+    parser.add_argument(
+        "--frames",
+        action="store_true",
+        help="an image folder is the frames of one video (tracks and smoothing carry over); default: independent "
+        "photographs, each detected on its own",
+    )
     return parser
 
 

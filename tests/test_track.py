@@ -113,8 +113,11 @@ def test_image_folder_without_faces_and_bad_sources(pfld_artifact, pfld_onnx, tm
     blank.mkdir()
     for index in range(3):
         cv2.imwrite(str(blank / f"{index}.png"), np.full((120, 160, 3), 127, np.uint8))
-    assert track_main([str(blank), "--model", str(pfld_artifact), "--csv", str(tmp_path / "b.csv")]) == 1
+    # As one video's frames, a stream without any face is an error; as photographs, three "no face" rows.
+    assert track_main([str(blank), "--frames", "--model", str(pfld_artifact), "--csv", str(tmp_path / "b.csv")]) == 1
     assert "no face found in any of 3 frames" in capsys.readouterr().err
+    assert track_main([str(blank), "--model", str(pfld_artifact), "--csv", str(tmp_path / "b.csv")]) == 0
+    assert [line.split(",")[3] for line in (tmp_path / "b.csv").read_text().splitlines()[1:]] == ["no face"] * 3
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all" * 100)
     assert track_main([str(broken), "--model", str(pfld_artifact)]) == 1
@@ -202,3 +205,40 @@ def test_rows_reach_disk_as_frames_arrive(pfld_artifact, face_video, tmp_path, m
     assert len(table.read_text().splitlines()) == 201  # header + 200 frames
     assert len(json.loads(frames_json.read_text())["frames"]) == 200
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_a_folder_of_photographs_is_stills(pfld_artifact, faces68_dir, tmp_path):
+    """Same-size photographs of different people: each image is detected on its own (no track or smoothing
+    carries over), and an image without a face is a row saying so, not a failed run. --frames tracks them."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    same_size = sorted(faces68_dir.glob("aflw2000_image*.jpg"))[:3]  # 450 x 450 each
+    for path in same_size:
+        (folder / path.name).write_bytes(path.read_bytes())
+    cv2.imwrite(str(folder / "aflw2000_image00099_blank.png"), np.full((450, 450, 3), 90, np.uint8))
+    table = tmp_path / "stills.csv"
+    assert track_main([str(folder), "--model", str(pfld_artifact), "--csv", str(table), "--threads", "1"]) == 0
+    with open(table, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    by_image = {}
+    for row in rows:
+        by_image.setdefault(row["image"], []).append(row)
+    assert set(by_image) == {path.name for path in folder.iterdir()}
+    blank = by_image["aflw2000_image00099_blank.png"]
+    assert len(blank) == 1 and blank[0]["face_id"] == "" and blank[0]["confidence"] == "no face"
+    # Each photograph gives what it gives alone: nothing carried over from the image before it.
+    for path in same_size:
+        alone = tmp_path / f"alone_{path.stem}"
+        alone.mkdir()
+        (alone / path.name).write_bytes(path.read_bytes())
+        single = tmp_path / f"{path.stem}.csv"
+        assert track_main([str(alone), "--model", str(pfld_artifact), "--csv", str(single), "--threads", "1"]) == 0
+        with open(single, newline="") as stream:
+            expected = list(csv.DictReader(stream))
+        got = by_image[path.name]
+        assert [row["x54"] for row in got] == [row["x54"] for row in expected]
+    # As one video's frames, the tracks carry: ids continue across images.
+    frames_table = tmp_path / "frames.csv"
+    assert track_main([str(folder), "--frames", "--model", str(pfld_artifact), "--csv", str(frames_table)]) == 0
+    with open(frames_table, newline="") as stream:
+        assert all(row["face_id"] != "" for row in csv.DictReader(stream))
