@@ -55,6 +55,8 @@ class TrackerConfig:
         max_missed_detections: drop a track after this many re-detections in a row without an
             overlapping face box.
         match_iou: a detection with at least this IoU to a track's box is that track's face.
+        merge_iou: two tracks whose landmark boxes overlap by at least this IoU are one face: the
+            younger track is dropped and the older id goes on.
     """
 
     smoothing: str = "one_euro"
@@ -65,6 +67,7 @@ class TrackerConfig:
     min_confidence: float = 0.25
     max_missed_detections: int = 2
     match_iou: float = 0.3
+    merge_iou: float = 0.5
 
 
 @dataclass
@@ -199,10 +202,29 @@ class Tracker:
                     self._next_id += 1
                     self.tracks.append(track)
                     faces.append(self._update(track, points, box, size, confidence, timestamp_s))
+        faces = self._merge_overlapping(faces)
         return FrameResult(
             self.frame_index, faces, detected=detect_now, seconds=time.perf_counter() - started,
             infer_seconds=infer_seconds,
         )
+
+    def _merge_overlapping(self, faces: list[Face]) -> list[Face]:
+        """Drop tracks that have converged on a face an older track already follows.
+
+        A false detection near a face starts a second track that converges onto the same face; without
+        this, a 4,950-frame soak ended with four identical tracks on one face. ``self.tracks`` and
+        ``faces`` are in the same order, older tracks first, so the older id always survives.
+        """
+        kept_tracks: list[_Track] = []
+        kept_faces: list[Face] = []
+        for track, face in zip(self.tracks, faces):
+            if kept_tracks and box_iou(track.box[None], np.stack([t.box for t in kept_tracks])).max() >= self.config.merge_iou:
+                logger.debug("frame %d: track %d merged into an older track", self.frame_index, track.track_id)
+                continue
+            kept_tracks.append(track)
+            kept_faces.append(face)
+        self.tracks = kept_tracks
+        return kept_faces
 
     # ------------------------------------------------------------------------------------------
     def _new_smoother(self) -> Smoother:

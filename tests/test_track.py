@@ -242,3 +242,23 @@ def test_a_folder_of_photographs_is_stills(pfld_artifact, faces68_dir, tmp_path)
     assert track_main([str(folder), "--frames", "--model", str(pfld_artifact), "--csv", str(frames_table)]) == 0
     with open(frames_table, newline="") as stream:
         assert all(row["face_id"] != "" for row in csv.DictReader(stream))
+
+
+def test_a_second_track_on_the_same_face_merges_into_the_older_id(pfld_artifact, video_frames):
+    """A duplicate track (as a false detection next to the face starts one) is dropped as soon as it
+    overlaps the older track; disabling the merge leaves two ids on one face."""
+    from runtime.tracker import _Track
+
+    def run(merge_iou: float) -> list[list[int]]:
+        with load_backend(pfld_artifact, "onnxruntime", threads=1) as backend:
+            tracker = Tracker(Landmarker(backend), make_detector("haar", scale=0.5), TrackerConfig(merge_iou=merge_iou))
+            first = tracker.process(video_frames[0])
+            assert [face.track_id for face in first.faces] == [0]
+            older = tracker.tracks[0]
+            shifted = older.points + 0.08 * older.size  # a box overlapping the face, a few pixels off
+            tracker.tracks.append(_Track(99, shifted, tracker._new_smoother(), box=older.box + 0.08 * older.size,
+                                         size=older.size))
+            return [[face.track_id for face in tracker.process(frame).faces] for frame in video_frames[1:6]]
+
+    assert run(0.5) == [[0]] * 5
+    assert run(1.01)[0] == [0, 99]  # merging off: the duplicate survives
