@@ -94,6 +94,27 @@ def pfld_artifact(pfld_onnx, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def video_calib(pfld_artifact, face_video, faces68_dir, tmp_path_factory) -> Path:
+    """A PFLD calibration array as the README builds one, smaller: style proxies of pseudo-labelled
+    frames of the real video (every 10th of the first 200), faces68 excluded; 120 samples."""
+    from calib.__main__ import main as calib_main
+    from runtime.track import main as track_main
+
+    work = tmp_path_factory.mktemp("video_calib")
+    pseudo = work / "pseudo"
+    assert track_main(
+        [str(face_video), "--model", str(pfld_artifact), "--save-frames", str(pseudo), "--save-every", "10",
+         "--max-frames", "200", "--csv", str(work / "track.csv")]
+    ) == 0  # fmt: skip
+    output = work / "calib.npz"
+    assert calib_main(
+        ["build", "--card", str(pfld_artifact), "--proxies", str(pseudo), "--exclude", str(faces68_dir),
+         "--size", "120", "--out", str(output)]
+    ) == 0  # fmt: skip
+    return output
+
+
+@pytest.fixture(scope="session")
 def video_frames(face_video) -> list:
     """Every frame of the real close-up video, decoded once."""
     import cv2

@@ -31,25 +31,6 @@ def work(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def video_calib(work, pfld_artifact, face_video, faces68_dir) -> Path:
-    """96 style proxies of pseudo-labelled video frames, faces68 excluded."""
-    from calib.__main__ import main as calib_main
-    from runtime.track import main as track_main
-
-    pseudo = work / "pseudo"
-    assert track_main(
-        [str(face_video), "--model", str(pfld_artifact), "--save-frames", str(pseudo), "--save-every", "10",
-         "--max-frames", "200", "--csv", str(work / "track.csv")]
-    ) == 0  # fmt: skip
-    output = work / "calib.npz"
-    assert calib_main(
-        ["build", "--card", str(pfld_artifact), "--proxies", str(pseudo), "--exclude", str(faces68_dir),
-         "--size", "96", "--out", str(output)]
-    ) == 0  # fmt: skip
-    return output
-
-
-@pytest.fixture(scope="module")
 def split(video_calib) -> tuple[np.ndarray, np.ndarray]:
     """(calibration inputs, held-out inputs): whole source frames held out."""
     calibration = read_calibration_array(video_calib)

@@ -30,25 +30,6 @@ def work(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def video_calib(work, pfld_artifact, face_video, faces68_dir) -> Path:
-    """Style proxies of pseudo-labelled video frames, faces68 excluded (as the README pipeline builds it)."""
-    from calib.__main__ import main as calib_main
-    from runtime.track import main as track_main
-
-    pseudo = work / "pseudo"
-    assert track_main(
-        [str(face_video), "--model", str(pfld_artifact), "--save-frames", str(pseudo), "--save-every", "10",
-         "--max-frames", "200", "--csv", str(work / "track.csv")]
-    ) == 0  # fmt: skip
-    output = work / "calib.npz"
-    assert calib_main(
-        ["build", "--card", str(pfld_artifact), "--proxies", str(pseudo), "--exclude", str(faces68_dir),
-         "--size", "120", "--out", str(output)]
-    ) == 0  # fmt: skip
-    return output
-
-
-@pytest.fixture(scope="module")
 def u8s8(work, pfld_artifact, video_calib) -> Path:
     output = work / "pfld_u8s8.onnx"
     assert ort_cli.main(["--int8", str(pfld_artifact), "--calib", str(video_calib), "-o", str(output)]) == 0
