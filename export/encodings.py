@@ -149,6 +149,19 @@ def _same_grid(initializers: dict[str, onnx.TensorProto], first: onnx.NodeProto,
     return True
 
 
+def _graph_index(
+    graph: onnx.GraphProto,
+) -> tuple[dict[str, onnx.TensorProto], dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]], set[str]]:
+    """Initializers by name, the producer of each tensor, the readers of each tensor, the graph outputs."""
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    producer = {name: node for node in graph.node for name in node.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return initializers, producer, readers, {output.name for output in graph.output}
+
+
 def _fold_relus(model: onnx.ModelProto) -> int:
     """Fold ``X -> Q -> DQ -> Relu -> Q'`` (Q and Q' on one grid, zero point 128) into ``X -> Q'`` with
     zero point 0, in place; return how many Relus were folded.
@@ -161,13 +174,7 @@ def _fold_relus(model: onnx.ModelProto) -> int:
     and is no graph output.
     """
     graph = model.graph
-    initializers = {tensor.name: tensor for tensor in graph.initializer}
-    producer = {name: node for node in graph.node for name in node.output}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
-    graph_outputs = {output.name for output in graph.output}
+    initializers, producer, readers, graph_outputs = _graph_index(graph)
 
     chains: dict[str, list[tuple[onnx.NodeProto, ...]]] = {}  # zero point -> (Q, DQ, Relu, Q') chains
     for relu in graph.node:
@@ -341,13 +348,7 @@ def _subpixel_upsampling(model: onnx.ModelProto) -> int:
     them into QLinearConv; concatenating and moving channels to space changes no value.
     """
     graph = model.graph
-    initializers = {tensor.name: tensor for tensor in graph.initializer}
-    producer = {name: node for node in graph.node for name in node.output}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
-    graph_outputs = {output.name for output in graph.output}
+    initializers, producer, readers, graph_outputs = _graph_index(graph)
     replacements: dict[int, list[onnx.NodeProto]] = {}  # id(node) -> the nodes that take its place
     removed_initializers: set[str] = set()
     for node in graph.node:
