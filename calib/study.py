@@ -63,7 +63,7 @@ from tqdm import tqdm
 
 from runtime.annotations import Sample, read_pts_folder
 from runtime.card import Card, atomic_write_bytes, read_card
-from runtime.errors import EdgemarkError, UsageError, unknown_name
+from runtime.errors import EdgemarkError, UsageError, first_line, unknown_name
 
 logger = logging.getLogger(__name__)
 
@@ -530,8 +530,7 @@ def _evaluate_job(
         scores = _scores(raw[: len(indices)], context, indices)
         label_free = _label_free_values(raw, context, selection, fold)
     except Exception as error:
-        text = str(error).strip()
-        row.update(status="failed", reason=(text.splitlines()[0] if text else type(error).__name__)[:300])
+        row.update(status="failed", reason=first_line(error))
         logger.debug("fold %d %s %s failed", fold, source, quantizer_name, exc_info=True)
         return row
     row["status"] = "ok"

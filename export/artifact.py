@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 
 from runtime.card import METADATA_KEY, Card, atomic_write_bytes, sidecar_path, write_card
-from runtime.errors import EdgemarkError
+from runtime.errors import EdgemarkError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +66,7 @@ def check_onnx(model: onnx.ModelProto, name: str) -> None:
     try:
         onnx.checker.check_model(model)
     except Exception as error:  # ValidationError, or protobuf errors on garbage
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ExportError(f"{name}: ONNX checker rejects the model ({first[:300]})") from None
+        raise ExportError(f"{name}: ONNX checker rejects the model ({first_line(error)})") from None
 
 
 def embed_card(model: onnx.ModelProto, card: Card) -> None:

@@ -41,6 +41,7 @@ from onnx import numpy_helper
 
 from export.artifact import ExportError
 from export.ranges import RangeTable
+from runtime.errors import first_line
 
 ENCODINGS = ("s8s8", "u8s8")
 # Which engine each encoding is for, for --help and the card.
@@ -93,9 +94,7 @@ def qdq_from_ranges(
                 },
             )
         except Exception as error:  # ORT raises many types on models it cannot quantize
-            text = str(error).strip()
-            first = (text.splitlines()[0] if text else type(error).__name__)[:300]
-            raise ExportError(f"ONNX Runtime could not quantize the model ({first}); nothing written") from error
+            raise ExportError(f"ONNX Runtime could not quantize the model ({first_line(error)}); nothing written") from error
         return onnx.load(str(quantized_path))
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from runtime.annotations import Sample
 from runtime.card import Card
-from runtime.errors import EdgemarkError
+from runtime.errors import EdgemarkError, first_line
 # The annotated-face crop lives in the runtime (one home); re-exported for export's callers.
 from runtime.face_crops import FaceCrops, crop_faces, face_box, read_image  # noqa: F401
 from runtime.landmarker import decode_output
@@ -56,8 +56,7 @@ class OnnxRunner:
         try:
             self._session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # ORT raises several types (Fail, InvalidGraph, NoSuchFile, ...)
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ModelLoadError(f"{name}: ONNX Runtime cannot load it ({first[:300]})") from None
+            raise ModelLoadError(f"{name}: ONNX Runtime cannot load it ({first_line(error)})") from None
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
             raise ModelLoadError(f"{name}: expected one image input, found {len(inputs)} ({[i.name for i in inputs]})")

@@ -31,7 +31,7 @@ from export.artifact import (
 from export.evaluation import OnnxRunner, crop_faces
 from runtime.annotations import read_pts_folder
 from runtime.card import Card
-from runtime.errors import UsageError
+from runtime.errors import UsageError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -211,8 +211,8 @@ def torch_to_onnx(model, input_size: int, opset: int) -> bytes:
             return program.model_proto.SerializeToString()
         except Exception as dynamo_error:  # noqa: BLE001
             raise ExportError(
-                f"torch.onnx.export failed with both exporters (TorchScript: {_first_line(legacy_error)}; "
-                f"dynamo: {_first_line(dynamo_error)})"
+                f"torch.onnx.export failed with both exporters (TorchScript: {first_line(legacy_error)}; "
+                f"dynamo: {first_line(dynamo_error)})"
             ) from None
 
 
@@ -299,7 +299,7 @@ def onnx_from_third_party(model_path: str | Path, output: str | Path, card: Card
         first = runner.infer({image_input.name: sample})[runner.output_names[0]]
     except Exception as error:  # noqa: BLE001 - ORT raises its own types
         raise CardMismatch(
-            f"{model_path}: does not run on a 1x3x{card.input_size}x{card.input_size} input ({_first_line(error)}); "
+            f"{model_path}: does not run on a 1x3x{card.input_size}x{card.input_size} input ({first_line(error)}); "
             "check --input-size"
         ) from None
     check_output_against_card(first, card, model_path)
@@ -500,7 +500,7 @@ def batch_made_dynamic(model: onnx.ModelProto, input_name: str, input_size: int)
         check_onnx(candidate, "batch-dynamic model")
         difference = batch_difference(candidate.SerializeToString(), input_name, input_size)
     except Exception as error:  # noqa: BLE001 - any failure means: keep batch 1
-        reason = f"batch kept at 1: the dynamic-batch rewrite does not run ({_first_line(error)})"
+        reason = f"batch kept at 1: the dynamic-batch rewrite does not run ({first_line(error)})"
         logger.warning(reason)
         return model, {"dynamic": False, "reason": reason}
     if difference > 1e-4:
@@ -585,7 +585,3 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     copy.CopyFrom(model)
     return copy
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]

@@ -39,7 +39,7 @@ from export.evaluation import FaceCrops, ModelLoadError, OnnxRunner, crop_faces,
 from export.qdq import qdq_summary
 from runtime.annotations import read_pts_folder
 from runtime.card import Card, read_card, sidecar_path, write_card
-from runtime.errors import EdgemarkError, UsageError, unknown_name
+from runtime.errors import EdgemarkError, UsageError, first_line, unknown_name
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class OpenVinoRunner:
             core = ov.Core()
             self._compiled = core.compile_model(core.read_model(str(model)), device, config)
         except Exception as error:  # noqa: BLE001 - OpenVINO raises RuntimeError with multi-line text
-            raise ModelLoadError(f"{model}: OpenVINO cannot load it on {device} ({_first_line(error)})") from None
+            raise ModelLoadError(f"{model}: OpenVINO cannot load it on {device} ({first_line(error)})") from None
         inputs = self._compiled.inputs
         if len(inputs) != 1:
             raise ModelLoadError(f"{model}: expected one image input, found {len(inputs)}")
@@ -279,7 +279,7 @@ def ir_from_onnx(config: IrConfig) -> Card:
         ov_model = _read_qdq(model) if quantized_onnx else ov.convert_model(str(config.model))
     except Exception as error:  # noqa: BLE001 - OpenVINO's frontends raise several types with multi-line text
         raise ExportError(
-            f"{config.model}: OpenVINO cannot convert it ({_first_line(error)}); nothing written"
+            f"{config.model}: OpenVINO cannot convert it ({first_line(error)}); nothing written"
         ) from None
     logger.info("converted %s to OpenVINO in %.1f s", config.model, time.perf_counter() - started)
 
@@ -491,7 +491,7 @@ def _quantized(ov_model, config: IrConfig, card: Card, calibration: CalibrationS
         raise
     except Exception as error:  # noqa: BLE001 - NNCF raises its own and backend errors
         raise ExportError(
-            f"{config.model}: NNCF could not quantize it ({_first_line(error)}); nothing written"
+            f"{config.model}: NNCF could not quantize it ({first_line(error)}); nothing written"
         ) from None
     if config.max_nme_drop is not None:
         record.update(_accuracy_control_record(ov_model, quantized, card, crops, config))
@@ -625,11 +625,6 @@ def _validation_crops(faces: Path, card: Card, calibration: CalibrationSet | Non
             )
     return crop_faces(samples, card)
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return (lines[0] if lines else type(error).__name__)[:300]
 
 
 def read_ir_card(xml: str | Path) -> Card | None:

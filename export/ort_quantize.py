@@ -76,7 +76,7 @@ from export.evaluation import OnnxRunner
 from export.qdq import DECODE_OPS, check_trt_ready, float_tail, qdq_summary
 from export.ranges import RangeTable, RangeTableError, ranges_path
 from runtime.card import Card, CardError, file_sha256, read_card
-from runtime.errors import EdgemarkError, UsageError, unknown_name
+from runtime.errors import EdgemarkError, UsageError, first_line, unknown_name
 
 logger = logging.getLogger(__name__)
 
@@ -335,9 +335,9 @@ def range_table(
         except EdgemarkError:
             raise
         except Exception as error:  # ORT raises many types on models it cannot calibrate
-            text = str(error).strip()
-            first = (text.splitlines()[0] if text else type(error).__name__)[:300]
-            raise ExportError(f"{config.model}: ONNX Runtime could not calibrate it ({first}); nothing written") from error
+            raise ExportError(
+                f"{config.model}: ONNX Runtime could not calibrate it ({first_line(error)}); nothing written"
+            ) from error
         data = load_tensors_data(cache).data
     ranges = {name: (float(np.min(value.range_value[0])), float(np.max(value.range_value[1]))) for name, value in data.items()}
     return RangeTable(

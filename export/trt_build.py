@@ -40,7 +40,7 @@ from export.calibration import CalibrationError, read_calibration_array
 from export.encodings import ENCODING_TARGETS, encoding_of, s8s8_from_u8s8
 from export.qdq import qdq_summary
 from runtime.card import Card, atomic_write_bytes, read_card, write_card
-from runtime.errors import UsageError
+from runtime.errors import UsageError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -384,7 +384,7 @@ def tensorrt_version() -> str | None:
     try:
         import tensorrt
     except Exception as error:  # noqa: BLE001 - a stub or broken install raises anything on import
-        logger.info("tensorrt is installed but does not import (%s)", _first_line(error))
+        logger.info("tensorrt is installed but does not import (%s)", first_line(error))
         return None
     return str(getattr(tensorrt, "__version__", "unknown"))
 
@@ -429,7 +429,7 @@ def _build(plan: TrtBuildPlan, trt) -> tuple[bytes, bytes | None]:
     if not parser.parse_from_file(str(plan.onnx)):
         errors = [str(parser.get_error(index)) for index in range(parser.num_errors)]
         raise ExportError(
-            f"{plan.onnx}: TensorRT's ONNX parser rejects it ({_first_line(errors[0]) if errors else 'no detail'}"
+            f"{plan.onnx}: TensorRT's ONNX parser rejects it ({first_line(errors[0]) if errors else 'no detail'}"
             f"{f'; {len(errors) - 1} more' if len(errors) > 1 else ''}); nothing built"
         )
     config = builder.create_builder_config()
@@ -521,7 +521,3 @@ def _umask() -> int:
     os.umask(mask)
     return mask
 
-
-def _first_line(error: BaseException | str) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]

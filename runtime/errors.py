@@ -23,6 +23,16 @@ class UsageError(EdgemarkError):
     exit_code = 2
 
 
+def first_line(error: BaseException | str, limit: int = 300) -> str:
+    """The first non-empty line of an error's text (the type's name when it has none), cut to ``limit``.
+
+    Engines (ONNX Runtime, OpenVINO, TensorRT, NNCF) raise multi-line C++ traces; a one-line user
+    error quotes their first line.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:limit]
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)

@@ -8,6 +8,7 @@ import onnxruntime
 
 from runtime.backends.base import Backend, BackendError, InputSpec
 from runtime.card import Card
+from runtime.errors import first_line
 
 # device -> execution providers in priority order (ONNX Runtime falls back along the list per node).
 PROVIDERS = {
@@ -59,9 +60,7 @@ class OnnxRuntimeBackend(Backend):
                 str(self.artifact), options, providers=[p for p in wanted if p in available]
             )
         except Exception as error:  # noqa: BLE001 - ORT raises several types (Fail, InvalidGraph, NoSuchFile, ...)
-            text = str(error).strip()
-            first = text.splitlines()[0][:300] if text else type(error).__name__
-            raise BackendError(f"{self.artifact}: ONNX Runtime cannot load it ({first})") from None
+            raise BackendError(f"{self.artifact}: ONNX Runtime cannot load it ({first_line(error)})") from None
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
             raise BackendError(

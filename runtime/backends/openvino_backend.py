@@ -9,6 +9,7 @@ import openvino
 
 from runtime.backends.base import Backend, BackendError, InputSpec
 from runtime.card import Card
+from runtime.errors import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -44,26 +45,26 @@ class OpenVinoBackend(Backend):
         try:
             model = core.read_model(str(self.artifact))
         except Exception as error:  # noqa: BLE001 - OpenVINO raises RuntimeError with multi-line C++ traces
-            raise BackendError(f"{self.artifact}: OpenVINO cannot load it on {target} ({_first_line(error)})") from None
+            raise BackendError(f"{self.artifact}: OpenVINO cannot load it on {target} ({first_line(error)})") from None
         try:
             self._compiled = core.compile_model(model, target, config)
         except Exception as error:  # noqa: BLE001
             if "INFERENCE_PRECISION_HINT" in config:
-                raise BackendError(f"{self.artifact}: OpenVINO cannot load it on {target} ({_first_line(error)})") from None
+                raise BackendError(f"{self.artifact}: OpenVINO cannot load it on {target} ({first_line(error)})") from None
             # Seen with OpenVINO 2026.4 on an AMX CPU: an INT8 IR of a MobileNetV3 (fused HSwish) has "no
             # suitable implementations" in bf16 but compiles in f32. Run it in f32 rather than not at all.
             logger.warning(
                 "%s: OpenVINO cannot compile it in its default precision on %s (%s); using f32",
                 self.artifact.name,
                 target,
-                _first_line(error),
+                first_line(error),
             )
             config["INFERENCE_PRECISION_HINT"] = "f32"
             try:
                 self._compiled = core.compile_model(model, target, config)
             except Exception as retry_error:  # noqa: BLE001
                 raise BackendError(
-                    f"{self.artifact}: OpenVINO cannot load it on {target} ({_first_line(retry_error)})"
+                    f"{self.artifact}: OpenVINO cannot load it on {target} ({first_line(retry_error)})"
                 ) from None
         inputs = self._compiled.inputs
         if len(inputs) != 1:
@@ -132,7 +133,3 @@ def _port_name(port, index: int) -> str:
     except RuntimeError:  # an output without a tensor name
         return f"output_{index}"
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
