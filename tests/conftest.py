@@ -130,6 +130,18 @@ def video_frames(face_video) -> list:
     return frames
 
 
+def randomise_batchnorm(model, weights: bool = False) -> None:
+    """Give every BatchNorm2d non-trivial statistics (and scales), so folding them into convs is exercised."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            if weights:
+                module.weight.data.uniform_(0.5, 1.5)
+
+
 def one_error_line(captured) -> str:
     """The single ``error:`` line a command printed (and no traceback)."""
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]

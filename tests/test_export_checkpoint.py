@@ -20,6 +20,7 @@ from export.qdq import check_trt_ready  # noqa: E402
 from runtime.card import read_card  # noqa: E402
 from runtime.crop import CropRule, Normalisation  # noqa: E402
 from train.checkpoint import file_sha256, save_checkpoint  # noqa: E402
+from conftest import randomise_batchnorm  # noqa: E402
 
 MODEL = "tiny_heatmap"
 SIZE = 64
@@ -39,11 +40,7 @@ def _write_checkpoint(path, **overrides):
         pytest.skip(f"train.models has no '{MODEL}' model")
     torch.manual_seed(0)
     model = build_model(MODEL, 68, input_size=SIZE)
-    # Non-trivial BatchNorm statistics, so folding them into the convs is really exercised.
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
+    randomise_batchnorm(model)  # so folding them into the convs is really exercised
     state = {
         "model_name": MODEL,
         "num_points": 68,

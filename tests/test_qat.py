@@ -10,7 +10,7 @@ from onnx import numpy_helper
 
 torch = pytest.importorskip("torch")
 
-from conftest import HAS_OPENVINO, one_error_line  # noqa: E402
+from conftest import HAS_OPENVINO, one_error_line, randomise_batchnorm  # noqa: E402
 from export import onnx as onnx_cli  # noqa: E402
 from export.evaluation import crop_faces  # noqa: E402
 from export.onnx_export import QAT_MAX_ABS, torch_to_onnx  # noqa: E402
@@ -50,11 +50,7 @@ def float_checkpoint(tmp_path_factory):
     """A float tiny_heatmap checkpoint with non-trivial BatchNorm statistics (so folding is exercised)."""
     torch.manual_seed(0)
     model = build_model(MODEL, 68, input_size=SIZE)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
+    randomise_batchnorm(model, weights=True)
     state = {
         "model_name": MODEL, "num_points": 68, "layout": "ibug68", "input_size": SIZE, "heatmap_stride": 4,
         "sigma": 1.5, "decode": "centroid", "normalisation": Normalisation().to_dict(),
@@ -175,10 +171,7 @@ def test_training_form_equals_export_form():
     """What the QAT model computes in eval mode is what the exported (frozen) form computes."""
     torch.manual_seed(1)
     model = build_model(MODEL, 68, input_size=SIZE)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
+    randomise_batchnorm(model)
     qat.prepare_qat(model, qat.QatSettings(), SIZE)
     images = torch.randn(4, 3, SIZE, SIZE)
     qat.calibrate_ranges(model, [{"image": images}], torch.device("cpu"))
