@@ -29,6 +29,7 @@ float / all-INT8 / mixed) goes into the card.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 import time
@@ -157,26 +158,25 @@ class AgreementProbe:
         self.card = card
         self.inputs = np.ascontiguousarray(inputs, dtype=np.float32)
         self.threads = threads
-        self._identity = np.repeat(np.array([[[1.0, 0, 0], [0, 1.0, 0]]]), len(inputs), axis=0)
-        self._temporary = tempfile.TemporaryDirectory(prefix="edgemark-mixed-")
-        self.reference, self.float_seconds = self._points(float_model)
         self.layout = get_layout(card.layout)
+        self._temporary = tempfile.TemporaryDirectory(prefix="edgemark-mixed-")
+        self.reference = self._points(float_model)
 
-    def _points(self, model: onnx.ModelProto) -> tuple[np.ndarray, float]:
+    def _points(self, model: onnx.ModelProto) -> np.ndarray:
+        """(N, K, 2) points of ``model`` in input-square pixels (identity crop matrices)."""
         from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
         from runtime.landmarker import Landmarker, decode_output
 
         path = Path(self._temporary.name) / "candidate.onnx"
         onnx.save(model, str(path))
         with OnnxRuntimeBackend(path, self.card.with_changes(precision="fp32"), threads=self.threads) as backend:
-            output, seconds = Landmarker(backend).run(self.inputs)
-        points, _ = decode_output(output, self.card, self._identity)
-        return points, seconds
+            output, _ = Landmarker(backend).run(self.inputs)
+        identity = np.repeat(np.array([[[1.0, 0, 0], [0, 1.0, 0]]]), len(self.inputs), axis=0)
+        return decode_output(output, self.card, identity)[0]
 
     def per_input(self, model: onnx.ModelProto) -> np.ndarray:
         """Per-input label-free NME (percent, inter-ocular of the float model's points); NaN -> inf."""
-        points, _ = self._points(model)
-        values = agreement_per_image(points, self.reference, self.layout) * 100
+        values = agreement_per_image(self._points(model), self.reference, self.layout) * 100
         return np.where(np.isfinite(values), values, np.inf)
 
     def error(self, model: onnx.ModelProto) -> float:
@@ -186,12 +186,8 @@ class AgreementProbe:
     def subset(self, count: int) -> AgreementProbe:
         """A probe on ``count`` evenly spaced inputs of this one (reference points reused, not recomputed)."""
         picked = np.linspace(0, len(self.inputs) - 1, min(count, len(self.inputs))).astype(int)
-        smaller = object.__new__(AgreementProbe)
-        smaller.card, smaller.threads, smaller.layout = self.card, self.threads, self.layout
+        smaller = copy.copy(self)  # shares the temporary folder; close this probe, not the subset
         smaller.inputs, smaller.reference = self.inputs[picked], self.reference[picked]
-        smaller.float_seconds = self.float_seconds
-        smaller._identity = self._identity[picked]
-        smaller._temporary = self._temporary
         return smaller
 
     def close(self) -> None:
