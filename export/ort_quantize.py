@@ -346,7 +346,7 @@ def range_table(
         method=config.method,
         samples=len(calibration),
         calibration_sha256=calibration.sha256,
-        details={key: value for key, value in details.items()},
+        details=dict(details),
     )
 
 
