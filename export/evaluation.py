@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from runtime.detect import DEFAULT_DETECTOR
 from runtime.annotations import Sample
 from runtime.card import Card
 from runtime.errors import EdgemarkError, first_line
@@ -167,7 +168,7 @@ class VerifyConfig:
     max_label_free_p95: float = DEFAULT_MAX_LABEL_FREE_P95
     video: Path | None = None
     video_every: int = 1
-    detector: str = "haar"
+    detector: str = DEFAULT_DETECTOR
     worst: int = 5
 
     def __post_init__(self):

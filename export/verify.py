@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Sequence
 
 from export.evaluation import DEFAULT_MAX_LABEL_FREE_P95, VerifyConfig, verify_artifact
+from runtime.detect import DEFAULT_DETECTOR
 from runtime.agreement import format_summary
 from runtime.card import atomic_write_bytes
 from runtime.errors import cli_main
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--detector",
-        default="haar",
+        default=DEFAULT_DETECTOR,
         help="face detector that starts the reference's track on --video (haar, yunet:PATH)",
     )
     parser.add_argument("--json", type=Path, help="write the full report here")

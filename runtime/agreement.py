@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.detect import DEFAULT_DETECTOR
 from runtime.card import Card
 from runtime.crop import landmark_box
 from runtime.errors import EdgemarkError
@@ -118,7 +119,7 @@ def video_inputs(
     reference: Landmarker,
     name: str,
     every: int = 1,
-    detector: str = "haar",
+    detector: str = DEFAULT_DETECTOR,
 ) -> LabelFreeInputs:
     """Every ``every``-th frame cut from the landmark box of the reference's own points on it.
 
@@ -165,7 +166,7 @@ def video_inputs(
 
 
 def read_video_inputs(
-    path: str | Path, reference: Landmarker, every: int = 1, detector: str = "haar"
+    path: str | Path, reference: Landmarker, every: int = 1, detector: str = DEFAULT_DETECTOR
 ) -> LabelFreeInputs:
     """:func:`video_inputs` of a video file, decoded frame by frame (never all in memory)."""
     from runtime.track import open_source

@@ -2,26 +2,32 @@
 
 Specs (``--detector``):
 
+- ``yunet`` (the default) — YuNet 2023mar (WIDER FACE; boxes, five keypoints, confidences in [0, 1])
+  through ``cv2.FaceDetectorYN`` (OpenCV >= 4.8), its ONNX file fetched once by the model zoo
+  (``runtime.zoo``: checksum, atomic cache, offline message). Finds profile, small and
+  three-quarter faces that Haar misses (all 20 annotated faces of ``faces68``, ``faces68_extra`` and
+  ``multiface``, against 14 for Haar). Offline with an empty cache it falls back to ``haar`` with one
+  warning saying where to put the file.
+- ``yunet:path/to/face_detection_yunet_2023mar.onnx`` — the same with a file the user supplies.
 - ``haar`` — OpenCV's Haar cascade ``haarcascade_frontalface_default.xml`` from
-  ``cv2.data.haarcascades``. Needs nothing beyond the installed wheel, but only OpenCV 4.x has it:
-  opencv-python 5.x removed ``cv2.CascadeClassifier`` and ships no cascades, which is why the
-  project pins ``opencv-python-headless<4.11``. Frontal and near-frontal faces only; its scores
-  are the cascade's final-stage weights, comparable between detections, not probabilities.
+  ``cv2.data.haarcascades``: needs nothing beyond the wheel, but only OpenCV 4.x has it (5.x removed
+  ``cv2.CascadeClassifier`` and ships no cascades, hence the project's ``<5`` pin). Frontal and
+  near-frontal faces only; its scores are the cascade's final-stage weights, not probabilities.
 - ``haar:path/to/cascade.xml`` — another OpenCV cascade file (e.g. ``haarcascade_frontalface_alt2.xml``).
-- ``yunet:path/to/face_detection_yunet.onnx`` — YuNet through ``cv2.FaceDetectorYN`` (OpenCV >= 4.8)
-  with the ONNX file the user supplies (``face_detection_yunet_2023mar.onnx`` from the OpenCV model
-  zoo, github.com/opencv/opencv_zoo, ``models/face_detection_yunet``). Handles profile and small faces
-  much better than Haar; scores are its face confidences in [0, 1].
 
 Every detector returns boxes as (F, 4) float32 ``x1, y1, x2, y2`` in the frame's pixels, with pixel
 centres at integers as everywhere in the project (so a box covering pixel columns ``a..b`` has
 ``x1 = a - 0.5`` and ``x2 = b + 0.5``), largest first, plus (F,) float32 scores. Boxes are not
-clipped to the frame: a face partly outside keeps its full size, which the crop rule needs.
+clipped to the frame: a face partly outside keeps its full size, which the crop rule needs. Each
+detector carries the measured relation of its boxes to the landmarks' box (``box_conversion``).
 
-Speed: ``scale < 1`` detects on a copy resized by that factor (``cv2.INTER_AREA``) and maps the
-boxes back; ``min_size`` is a fraction of the frame's shorter side, so it means the same at any
-scale. Frames that are ``None``, empty or of an unexpected shape give an empty result (with a
-warning); grayscale, single-channel and BGRA frames are converted (:func:`runtime.frames.as_bgr`).
+Resolution: ``min_size`` is the smallest face wanted, as a fraction of the frame's shorter side.
+``scale=None`` (YuNet's default) detects on a copy resized so that such a face is
+``smallest_face_px`` pixels wide there, the size below which the detector starts to miss faces
+(YuNet: 32 px, where it found 16 of 20 annotated faces, all 20 at 48 px; 15 at 24 px): detection
+costs the same at 360p and 720p. A number fixes the factor (1 = full resolution). Frames that are
+``None``, empty or of an unexpected shape give an empty result (with a warning); grayscale,
+single-channel and BGRA frames are converted (:func:`runtime.frames.as_bgr`).
 """
 
 from __future__ import annotations
@@ -37,9 +43,11 @@ import numpy as np
 
 from runtime.errors import EdgemarkError, UsageError, did_you_mean, unknown_name
 from runtime.frames import FrameError, as_bgr
+from runtime.landmarker import HAAR_BOX_CONVERSION, YUNET_BOX_CONVERSION, BoxConversion
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_DETECTOR = "yunet"
 HAAR_DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 YUNET_HELP = (
     "download face_detection_yunet_2023mar.onnx from the OpenCV model zoo "
@@ -51,11 +59,11 @@ class DetectorError(EdgemarkError):
     """A detector that cannot be built: missing or unreadable model file, missing OpenCV feature."""
 
 
-def _check_common(min_size: float, scale: float) -> None:
+def _check_common(min_size: float, scale: float | None) -> None:
     if not (isinstance(min_size, (int, float)) and 0 <= min_size < 1):
         raise UsageError(f"detector min_size is a fraction of the frame's shorter side in [0, 1), got {min_size!r}")
-    if not (isinstance(scale, (int, float)) and 0 < scale <= 1):
-        raise UsageError(f"detector scale must be in (0, 1] (1 = full resolution), got {scale!r}")
+    if scale is not None and not (isinstance(scale, (int, float)) and 0 < scale <= 1):
+        raise UsageError(f"detector scale must be in (0, 1] (1 = full resolution) or None (matched to min_size), got {scale!r}")
 
 
 @dataclass(frozen=True)
@@ -64,14 +72,15 @@ class HaarParams:
 
     Attributes:
         min_size: smallest face side as a fraction of the frame's shorter side.
-        scale: resize factor of the copy detection runs on (1 = full resolution).
+        scale: resize factor of the copy detection runs on (1 = full resolution; None: matched to
+            ``min_size``, the smallest face 24 px, the cascade's window).
         scale_factor: step between the cascade's scales (``detectMultiScale``'s ``scaleFactor``).
         min_neighbors: overlapping hits needed to keep a face; higher = fewer false positives.
         equalize: equalise the histogram first (helps low-contrast frames, can add false positives).
     """
 
     min_size: float = 0.1
-    scale: float = 1.0
+    scale: float | None = 1.0
     scale_factor: float = 1.1
     min_neighbors: int = 5
     equalize: bool = False
@@ -90,14 +99,15 @@ class YuNetParams:
 
     Attributes:
         min_size: smallest face side as a fraction of the frame's shorter side.
-        scale: resize factor of the copy detection runs on (1 = full resolution).
+        scale: resize factor of the copy detection runs on (1 = full resolution; None, the default:
+            matched to ``min_size``, see the module docstring).
         score_threshold: lowest face confidence kept.
         nms_threshold: IoU above which overlapping boxes are merged.
         top_k: most candidates kept before non-maximum suppression.
     """
 
     min_size: float = 0.1
-    scale: float = 1.0
+    scale: float | None = None
     score_threshold: float = 0.6
     nms_threshold: float = 0.3
     top_k: int = 50
@@ -125,9 +135,22 @@ class FaceDetector:
     """
 
     name = "base"
+    # The face width below which the detector starts to miss faces, in the pixels it sees.
+    smallest_face_px = 24.0
+    # Confirming re-detection around a track (runtime.tracker): face widths to search at, in order.
+    confirm_face_px: tuple[float, ...] = (56.0, 96.0)
+    box_conversion: BoxConversion = HAAR_BOX_CONVERSION
 
     def __init__(self, params):
         self.params = params
+
+    def scale_for(self, shorter_side: int) -> float:
+        """The resize factor detection uses on a frame whose shorter side is ``shorter_side`` pixels."""
+        if self.params.scale is not None:
+            return float(self.params.scale)
+        if self.params.min_size <= 0:
+            return 1.0
+        return min(1.0, self.smallest_face_px / (self.params.min_size * shorter_side))
 
     def detect(self, frame_bgr) -> tuple[np.ndarray, np.ndarray]:
         """Find faces in one frame.
@@ -146,7 +169,7 @@ class FaceDetector:
             logger.warning("%s detector: no faces in an unusable frame (%s)", self.name, error)
             return _empty()
         height, width = image.shape[:2]
-        scale = self.params.scale
+        scale = self.scale_for(min(height, width))
         if scale < 1:
             small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
@@ -238,9 +261,12 @@ class HaarDetector(FaceDetector):
 
 
 class YuNetDetector(FaceDetector):
-    """YuNet through ``cv2.FaceDetectorYN`` with a user-supplied ONNX file (see the module docstring)."""
+    """YuNet through ``cv2.FaceDetectorYN`` (see the module docstring)."""
 
     name = "yunet"
+    smallest_face_px = 32.0
+    confirm_face_px = (48.0, 80.0)
+    box_conversion = YUNET_BOX_CONVERSION
 
     def __init__(self, params: YuNetParams, model_path: str | None = None):
         super().__init__(params)
@@ -293,8 +319,28 @@ class DetectorEntry:
 
 DETECTORS: dict[str, DetectorEntry] = {
     "haar": DetectorEntry(HaarParams, HaarDetector, False, "OpenCV Haar cascade (bundled with opencv<4.11)"),
-    "yunet": DetectorEntry(YuNetParams, YuNetDetector, True, "YuNet via cv2.FaceDetectorYN (yunet:PATH to its ONNX)"),
+    "yunet": DetectorEntry(
+        YuNetParams, YuNetDetector, False, "YuNet via cv2.FaceDetectorYN (from the model zoo, or yunet:PATH to its ONNX)"
+    ),
 }
+
+
+def _names(params: type) -> list[str]:
+    return [field.name for field in fields(params)]
+
+
+def _zoo_yunet() -> str | None:
+    """The zoo's YuNet file (downloaded on first use), or None with one warning when it cannot be had."""
+    from runtime.zoo import ZooError, fetch_file, model_paths
+
+    try:
+        return str(fetch_file("yunet", timeout_s=10.0))
+    except ZooError as error:
+        logger.warning(
+            "YuNet is not in the model cache and could not be fetched (%s); using the Haar fallback, which misses "
+            "profile and small faces. For YuNet offline, put the file at %s", str(error).split(";")[0], model_paths("yunet")[0]
+        )
+        return None
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -310,25 +356,31 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, (path if separator and path else None)
 
 
-def make_detector(spec: str = "haar", **options) -> FaceDetector:
-    """Build a face detector from a spec such as ``haar`` or ``yunet:models/face_detection_yunet.onnx``.
+def make_detector(spec: str = DEFAULT_DETECTOR, **options) -> FaceDetector:
+    """Build a face detector from a spec such as ``yunet``, ``haar`` or ``yunet:models/face_detection_yunet.onnx``.
 
     Args:
         spec: ``name[:model path]`` (see the module docstring).
-        **options: fields of that detector's options dataclass (``min_size``, ``scale``, ...).
+        **options: fields of that detector's options dataclass (``min_size``, ``scale``, ...); a value
+            of None keeps the detector's default.
 
     Raises:
-        UsageError: unknown detector or option, invalid value, or ``yunet`` without a path.
+        UsageError: unknown detector or option, invalid value.
         DetectorError: the model file is missing or unreadable, or OpenCV lacks the detector.
     """
     name, model_path = parse_spec(spec)
     entry = DETECTORS[name]
-    valid = [field.name for field in fields(entry.params)]
+    valid = _names(entry.params)
     for key in options:
         if key not in valid:
             raise UsageError(
                 f"Unknown option '{key}' for detector '{name}'. Valid: {', '.join(valid)}.{did_you_mean(key, valid)}"
             )
+    options = {key: value for key, value in options.items() if value is not None}
+    if name == "yunet" and model_path is None:
+        model_path = _zoo_yunet()
+        if model_path is None:
+            return make_detector("haar", **{k: v for k, v in options.items() if k in _names(HaarParams)})
     detector = entry.build(entry.params(**options), model_path=model_path)
     logger.debug("face detector %s (%s)", name, getattr(detector, "model_path", ""))
     return detector

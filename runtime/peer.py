@@ -18,7 +18,7 @@ parent then asks them for one timed pass each in turn (MediaPipe, ours, ours, ..
 ...), so passes never overlap and slow drifts of a shared machine hit every contender alike. The ratio
 is taken per repetition (ours / the MediaPipe pass just before) and reported as the median.
 
-Settings: our tracker runs as ``python -m runtime.track`` does (Haar at scale 0.5, One Euro
+Settings: our tracker runs as ``python -m runtime.track`` does (YuNet sized to the smallest face, One Euro
 smoothing, re-detection every 30 frames) except that it follows one face, as the peer's
 ``FaceMesh(max_num_faces=1)`` does; ``--max-faces`` and the other tracker flags change that.
 
@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from runtime.detect import DEFAULT_DETECTOR
 from runtime.errors import EdgemarkError, UsageError, cli_main
 
 logger = logging.getLogger(__name__)
@@ -104,8 +105,8 @@ class PeerConfig:
     warmup_frames: int = 10
     threads: int = 1
     cpus: tuple[int, ...] = ()
-    detector: str = "haar"
-    detector_scale: float = 0.5
+    detector: str = DEFAULT_DETECTOR
+    detector_scale: float | None = None
     smoothing: str = "one_euro"
     redetect_every: int = 30
     max_faces: int = 1
@@ -154,7 +155,7 @@ def check_config(config: PeerConfig) -> None:
         raise UsageError("--max-frames and --warmup-frames must be >= 0 (0 for --max-frames: every frame)")
     if config.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {config.threads}")
-    if not 0 < config.detector_scale <= 1:
+    if config.detector_scale is not None and not 0 < config.detector_scale <= 1:
         raise UsageError(f"--detector-scale must be in (0, 1], got {config.detector_scale}")
     if config.redetect_every < 0 or config.max_faces < 1:
         raise UsageError("--redetect-every must be >= 0 and --max-faces >= 1")
@@ -599,8 +600,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1,
                         help="our engine's inference threads (default 1, as MediaPipe's XNNPACK on Linux)")  # fmt: skip
     parser.add_argument("--cpus", default="", help="pin every contender to these cores, e.g. 0 or 0,1 (default: no pinning)")
-    parser.add_argument("--detector", default="haar", help="our face detector spec (default haar)")
-    parser.add_argument("--detector-scale", type=float, default=0.5, help="detect on a copy scaled by this (default 0.5)")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="our face detector spec (default yunet; haar, yunet:PATH)")
+    parser.add_argument("--detector-scale", type=float, default=None,
+                        help="detect on a copy scaled by this (default: the detector's own; YuNet matched to the face size)")
     parser.add_argument("--smooth", default="one_euro", help="our smoother (default one_euro)")
     parser.add_argument("--redetect-every", type=int, default=30,
                         help="our tracker re-detects every N frames (0: only when lost; default 30)")  # fmt: skip

@@ -66,6 +66,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from runtime.detect import DEFAULT_DETECTOR
 from runtime.bench import (
     ArtifactSpec,
     BenchConfig,
@@ -121,7 +122,7 @@ class ReportConfig:
     rounds: int = 10
     isolate: bool = True
     max_frames: int = 0
-    detector: str = "haar"
+    detector: str = DEFAULT_DETECTOR
     smoothing: str = "one_euro"
     synthetic_frames: int = 150
     plots: bool = True
@@ -590,7 +591,7 @@ def _video_stage(config: ReportConfig, rows, landmarkers, frames, fps) -> None:
     from runtime.detect import make_detector
 
     try:
-        detector = make_detector(config.detector, scale=0.5)
+        detector = make_detector(config.detector)
     except Exception as error:  # noqa: BLE001
         for index in landmarkers:
             rows[index]["reasons"]["video"] = f"face detector: {failure_reason(error)}"
@@ -1192,7 +1193,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--runs", type=int, default=200, help="timed batch-1 calls per artifact (default 200)")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved benchmark rounds (default 10)")
-    parser.add_argument("--detector", default="haar", help="face detector of the tracker (haar, yunet:PATH)")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="face detector of the tracker (yunet, haar, yunet:PATH)")
     parser.add_argument("--smoothing", default="one_euro", help="tracker smoothing for FPS and smoothed jitter")
     parser.add_argument("--synthetic-frames", type=int, default=150,
                         help="frames per synthetic sequence (0: leave the synthetic study out)")

@@ -6,7 +6,8 @@ Examples:
   python -m runtime.track face.mp4 --out annotated.mp4 --csv landmarks.csv
   python -m runtime.track photos/ --csv faces.csv                  # independent photographs, one row per face
   python -m runtime.track frames/ --frames --model model.xml --backend openvino --json landmarks.json
-  python -m runtime.track face.mp4 --detector yunet:face_detection_yunet_2023mar.onnx --show
+  python -m runtime.track crowd.mp4 --min-face 0.05 --max-faces 8          # smaller faces, more of them
+  python -m runtime.track face.mp4 --detector haar                          # the offline fallback detector
   python -m runtime.track site_camera.mp4 --save-frames pseudo/ --save-every 10   # frames + .pts
 
 With a display (and an OpenCV build with GUI support) --show opens a window with the landmarks and
@@ -30,6 +31,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
+from runtime.detect import DEFAULT_DETECTOR
 from runtime.errors import EdgemarkError, UsageError, cli_main
 
 logger = logging.getLogger(__name__)
@@ -49,8 +51,9 @@ class TrackConfig:
     backend: str = ""
     device: str = "cpu"
     threads: int = 0
-    detector: str = "haar"
-    detector_scale: float = 0.5
+    detector: str = DEFAULT_DETECTOR
+    detector_scale: float | None = None  # None: the detector's own (YuNet: matched to min_face)
+    min_face: float | None = None  # smallest face as a fraction of the frame's shorter side (None: 0.1)
     smooth: str = "one_euro"
     redetect_every: int = 30
     max_faces: int = 4
@@ -300,7 +303,7 @@ def run_tracker(config: TrackConfig) -> dict:
 
         model = str(fetch_model())
     backend = load_backend(model, config.backend or None, device=config.device, threads=config.threads or None)
-    detector = make_detector(config.detector, scale=config.detector_scale)
+    detector = make_detector(config.detector, scale=config.detector_scale, min_size=config.min_face)
     tracker = Tracker(Landmarker(backend), detector, TrackerConfig(
         smoothing=config.smooth, fps=fps, redetect_every=config.redetect_every, max_faces=config.max_faces))
     show = config.show
@@ -383,8 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="", help="onnxruntime, openvino, tensorrt or torch (default: by file suffix)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, GPU (backend-specific)")
     parser.add_argument("--threads", type=int, default=0, help="inference threads (0: backend default)")
-    parser.add_argument("--detector", default="haar", help="haar, haar:FILE.xml or yunet:FILE.onnx")
-    parser.add_argument("--detector-scale", type=float, default=0.5, help="detect on a copy scaled by this (speed)")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR,
+                        help="yunet (default, from the model zoo; Haar when offline), yunet:FILE.onnx, haar or haar:FILE.xml")
+    parser.add_argument("--detector-scale", type=float, default=None,
+                        help="detect on a copy scaled by this (default: YuNet sized so the smallest face is 32 px)")
+    parser.add_argument("--min-face", type=float, default=None,
+                        help="smallest face to find, as a fraction of the frame's shorter side (default 0.1)")
     parser.add_argument("--smooth", default="one_euro", help="one_euro, ema, kalman or none")
     parser.add_argument("--redetect-every", type=int, default=30, help="re-run the detector every N frames (0: only when lost)")
     parser.add_argument("--max-faces", type=int, default=4)
@@ -409,9 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = TrackConfig(**vars(args))
-    if config.redetect_every < 0 or config.max_faces < 1 or not 0 < config.detector_scale <= 1 or config.save_every < 1:
+    if (
+        config.redetect_every < 0 or config.max_faces < 1 or config.save_every < 1
+        or (config.detector_scale is not None and not 0 < config.detector_scale <= 1)
+        or (config.min_face is not None and not 0 < config.min_face < 1)
+    ):  # fmt: skip
         raise UsageError(
-            "--redetect-every must be >= 0, --max-faces >= 1, --save-every >= 1 and --detector-scale in (0, 1]"
+            "--redetect-every must be >= 0, --max-faces >= 1, --save-every >= 1, --detector-scale in (0, 1] "
+            "and --min-face in (0, 1)"
         )
     summary = run_tracker(config)
     print(f"{summary['frames']} frames, a face in {summary['frames_with_faces']}, {summary['bad_frames']} bad, "

@@ -134,6 +134,8 @@ class Tracker:
     def __init__(self, landmarker: Landmarker, detector: FaceDetector, config: TrackerConfig = TrackerConfig()):
         self.landmarker = landmarker
         self.detector = detector
+        # How this detector's boxes relate to the landmarks' box (measured per detector, runtime.detect).
+        self.box_conversion = getattr(detector, "box_conversion", landmarker.box_conversion)
         self.config = config
         make_smoother(config.smoothing, fps=config.fps, **dict(config.smoothing_params))  # validate up front
         self.tracks: list[_Track] = []
@@ -193,7 +195,7 @@ class Tracker:
             self.tracks = kept
         room = self.config.max_faces - len(self.tracks)
         if len(new_boxes) and room > 0:
-            result = self.landmarker.predict(image, new_boxes[:room], box_kind="detector")
+            result = self.landmarker.predict(image, new_boxes[:room], "detector", self.box_conversion)
             infer_seconds += result.latency_s
             for points, confidence in zip(result.points, result.face_confidence):
                 box, size = _box_and_size(points)
@@ -246,10 +248,10 @@ class Tracker:
         detector looks) and, when that finds no box overlapping the track, again larger
         (``CONFIRM_FACE_PX[1]``): a cheap search confirms most frames, the larger one the rest.
         """
-        expected = self.landmarker.box_conversion.landmarks_to_detector(np.stack([t.box for t in self.tracks]))
+        expected = self.box_conversion.landmarks_to_detector(np.stack([t.box for t in self.tracks]))
         found = []
         for box in expected:
-            for face_px in CONFIRM_FACE_PX:
+            for face_px in getattr(self.detector, "confirm_face_px", CONFIRM_FACE_PX):
                 boxes = self._detect_in_region(image, box, face_px)
                 found.append(boxes)
                 if len(boxes) and (box_iou(box[None], boxes) >= self.config.match_iou).any():
@@ -268,7 +270,8 @@ class Tracker:
         right, bottom = min(width, math.ceil(centre_x + half)), min(height, math.ceil(centre_y + half))
         if right - left < 2 or bottom - top < 2:
             return np.zeros((0, 4))
-        detector_scale = getattr(getattr(self.detector, "params", None), "scale", 1.0)
+        # A fixed detector scale shrinks the region again; a matched one (None) leaves a region this small as it is.
+        detector_scale = getattr(getattr(self.detector, "params", None), "scale", None) or 1.0
         factor = min(1.0, face_px / max(side * detector_scale, 1.0))
         # Shrink by a whole factor first (INTER_AREA's fast path: 0.07 ms for a 450x680 frame halved,
         # against 1.4 ms for a fractional factor), then bilinearly by the rest (>= 0.5).
@@ -293,7 +296,7 @@ class Tracker:
         """Count misses of tracks no detection overlaps; return the detector boxes of new faces."""
         if not self.tracks:
             return np.asarray(boxes, dtype=np.float64)
-        track_boxes = self.landmarker.box_conversion.landmarks_to_detector(np.stack([t.box for t in self.tracks]))
+        track_boxes = self.box_conversion.landmarks_to_detector(np.stack([t.box for t in self.tracks]))
         overlap = box_iou(track_boxes, boxes) if len(boxes) else np.zeros((len(self.tracks), 0))
         kept = []
         for track, row in zip(self.tracks, overlap):

@@ -1,4 +1,4 @@
-"""Model zoo: public third-party landmark models, downloaded once, verified, and given a card.
+"""Model zoo: public third-party landmark models and face detectors, downloaded once, verified, landmark models given a card.
 
 ``fetch_model("pfld_ghostone")`` downloads the file on first use (progress bar, sha256 checked while
 streaming, written atomically), imports it with the same card flags as ``python -m export.onnx
@@ -8,6 +8,9 @@ the network. Nothing half-written is ever left in the cache.
 Cache: ``$EDGEMARK_CACHE/models`` (default ``~/.cache/edgemark/models``), one folder per model holding
 the downloaded file and the artifact ``<name>.onnx`` with its card ``<name>.onnx.json``. The download
 base URL can be overridden with ``EDGEMARK_ZOO_URL`` (a mirror, or a local server in tests).
+
+Face detectors (``yunet``) need no card: :func:`fetch_file` downloads and verifies them, and
+``runtime.detect`` reads them from the cache (``--detector yunet`` with no path).
 
 Offline: put the file named in the error message at the path it gives (the message also gives the
 sha256) and call again; the import then runs locally.
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.card import CardError, file_sha256, read_card, sidecar_path
-from runtime.errors import EdgemarkError, unknown_name
+from runtime.errors import EdgemarkError, UsageError, unknown_name
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,9 @@ class ZooEntry:
         licence: licence of the model weights.
         source: where it comes from (project and paper/repository).
         description: one line for listings.
-        import_flags: the card flags of ``python -m export.onnx --import`` for this model.
+        import_flags: the card flags of ``python -m export.onnx --import`` for this model (empty for a
+            face detector, which needs no card).
+        kind: ``landmarks`` (imported into an artifact) or ``detector`` (used as downloaded).
     """
 
     name: str
@@ -63,6 +68,7 @@ class ZooEntry:
     source: str
     description: str
     import_flags: tuple[str, ...]
+    kind: str = "landmarks"
 
     def url(self, base_url: str | None = None) -> str:
         return f"{(base_url or self.base_url).rstrip('/')}/{self.file_name}"
@@ -97,6 +103,7 @@ PEPPA_IMPORT_FLAGS = (
     "--output-kind", "coords", "--coords-slice", "0", "136",
     "--crop-box", "landmarks", "--crop-scale", "1.4", "--crop-scale-y", "1.4",
 )  # fmt: skip
+YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
 PFLD_BASE_URL = "https://github.com/AnthonyF333/PFLD_GhostOne/raw/main/onnx_models"
 PFLD_SOURCE = "AnthonyF333/PFLD_GhostOne (GitHub), onnx_models/"
 
@@ -153,6 +160,17 @@ ZOO: dict[str, ZooEntry] = {
             description="Peppa slim-160, 300W-LP, 68 points, 160x160 BGR, coords output (first 136 of 143 values)",
             import_flags=PEPPA_IMPORT_FLAGS,
         ),
+        ZooEntry(
+            name="yunet",
+            file_name="face_detection_yunet_2023mar.onnx",
+            sha256=YUNET_SHA256,
+            base_url="https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet",
+            licence="Apache-2.0",
+            source="opencv/opencv_zoo (GitHub), models/face_detection_yunet/ (= ShiqiYu/libfacedetection.train yunet_s)",
+            description="YuNet 2023mar face detector (WIDER FACE), boxes + 5 keypoints, read by cv2.FaceDetectorYN",
+            import_flags=(),
+            kind="detector",
+        ),
     )
 }
 
@@ -203,9 +221,35 @@ def fetch_model(
             where to put the file by hand and its sha256. Nothing partial is left in the cache.
     """
     entry = zoo_entry(name)
+    if entry.kind != "landmarks":
+        raise UsageError(f"zoo entry '{name}' is a face detector, not a landmark model; pass it as --detector {name}")
     download, artifact = model_paths(name, cache_dir)
     if _artifact_ready(artifact, entry):
         return artifact
+    _verified_download(entry, download, base_url, progress, timeout_s)
+    return import_download(entry, download, artifact)
+
+
+def fetch_file(
+    name: str,
+    cache_dir: str | Path | None = None,
+    base_url: str | None = None,
+    progress: bool = True,
+    timeout_s: float = 30.0,
+) -> Path:
+    """The verified downloaded file of a zoo entry (a face detector's ONNX), downloading it on first use.
+
+    Raises:
+        UsageError: unknown name.
+        ZooError: as :func:`fetch_model`; a cached file whose sha256 does not match is refused.
+    """
+    entry = zoo_entry(name)
+    download, _ = model_paths(name, cache_dir)
+    _verified_download(entry, download, base_url, progress, timeout_s)
+    return download
+
+
+def _verified_download(entry: ZooEntry, download: Path, base_url: str | None, progress: bool, timeout_s: float) -> None:
     if download.is_file():
         actual = file_sha256(download)
         if actual != entry.sha256:
@@ -213,11 +257,10 @@ def fetch_model(
                 f"{download}: sha256 {actual} is not the expected {entry.sha256}; delete it (or replace it with "
                 f"{entry.url()}) and run again"
             )
-        logger.info("using %s already in the cache", download)
+        logger.debug("using %s already in the cache", download)
     else:
         url = entry.url(base_url or os.environ.get(URL_ENV) or None)
         download_verified(url, download, entry, progress=progress, timeout_s=timeout_s)
-    return import_download(entry, download, artifact)
 
 
 def _artifact_ready(artifact: Path, entry: ZooEntry) -> bool:

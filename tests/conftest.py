@@ -14,6 +14,7 @@ DATA = SHARED / "data"
 FACES68 = DATA / "faces68"
 PFLD_DIR = DATA / "models" / "pfld_ghostone"
 VIDEO = DATA / "video" / "face_closeup.mp4"
+YUNET = DATA / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
 
 
 def _has(module: str) -> bool:
@@ -46,6 +47,31 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory) -> Path:
+    """A models cache of the test run's own, holding the zoo's YuNet from ../shared/data when present.
+
+    The default detector (``yunet``) then works offline as on a user's machine after its first
+    download; without the file it falls back to Haar with a warning, as it would offline.
+    """
+    import shutil
+
+    from runtime.zoo import CACHE_ENV, model_paths
+
+    root = tmp_path_factory.mktemp("edgemark-cache")
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(root)
+    if YUNET.is_file():
+        destination = model_paths("yunet")[0]
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(YUNET, destination)
+    yield root
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (../shared/data beside the repo, or set EDGEMARK_SHARED)")
@@ -74,6 +100,12 @@ def openseeface_onnx() -> Path:
 def peppa_onnx() -> Path:
     """Peppa's slim-160 (Apache-2.0): 160x160 BGR, 143 outputs, the first 136 the 68 (x, y) pairs."""
     return _require(DATA / "models" / "peppa_slim160" / "slim_160_latest.onnx")
+
+
+@pytest.fixture(scope="session")
+def yunet_onnx() -> Path:
+    """The YuNet 2023mar face detector (the default detector's file)."""
+    return _require(YUNET)
 
 
 @pytest.fixture(scope="session")

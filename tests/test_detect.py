@@ -72,9 +72,24 @@ def test_specs_parse_and_unknown_names_suggest():
         make_detector("yunt:model.onnx")
 
 
+def test_default_detector_is_the_zoo_yunet_and_falls_back_to_haar_offline(yunet_onnx, tmp_path, monkeypatch, caplog):
+    from runtime.zoo import CACHE_ENV, URL_ENV
+
+    detector = make_detector()  # the test run's cache holds the zoo's YuNet (conftest.model_cache)
+    assert (detector.name, detector.model_path.name) == ("yunet", yunet_onnx.name)
+    assert detector.box_conversion is not make_detector("haar").box_conversion
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "empty-cache"))
+    monkeypatch.setenv(URL_ENV, "http://127.0.0.1:9/models")  # nothing listens: offline
+    with caplog.at_level("WARNING", logger="runtime.detect"):
+        fallback = make_detector("yunet", min_size=0.2, score_threshold=0.5)  # YuNet-only options are dropped
+    assert fallback.name == "haar" and fallback.params.min_size == 0.2
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and "Haar fallback" in warnings[0] and "put the file at" in warnings[0]
+    assert not (tmp_path / "empty-cache" / "models" / "yunet" / yunet_onnx.name).exists()
+
+
 def test_yunet_without_its_file_says_what_to_do_in_one_line(tmp_path):
-    with pytest.raises(UsageError, match="yunet:PATH"):
-        make_detector("yunet")
     missing = tmp_path / "face_detection_yunet.onnx"
     with pytest.raises(DetectorError) as error:
         make_detector(f"yunet:{missing}")

@@ -120,7 +120,7 @@ def test_interleaved_passes_and_report_with_a_stand_in_peer(pfld_artifact, face_
     report = json.loads(out.read_text())
     assert report["frames"] == 12 and report["reps"] == 2
     assert report["threads"]["ours"] == 1 == report["threads"]["mediapipe"]
-    assert report["tracker"]["smoothing"] == "one_euro" and report["tracker"]["detector"] == "haar"
+    assert report["tracker"]["smoothing"] == "one_euro" and report["tracker"]["detector"] == "yunet"
     assert report["machine"]["cpus_available"] >= 1 and report["machine"]["cpu"]
     assert report["command"].startswith("python -m runtime.peer --video")
     peer = report["mediapipe"]
