@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -262,3 +263,30 @@ def test_a_second_track_on_the_same_face_merges_into_the_older_id(pfld_artifact,
 
     assert run(0.5) == [[0]] * 5
     assert run(1.01)[0] == [0, 99]  # merging off: the duplicate survives
+
+
+def test_the_default_detector_finds_the_faces68_faces_end_to_end(pfld_artifact, faces68_dir, tmp_path):
+    """Issue 8 acceptance: stills, the tracker finding each face itself with the default detector (YuNet from
+    the zoo cache), at least 11 of the 12 annotated faces; Haar, the offline fallback, finds fewer."""
+    from runtime.annotations import read_pts
+    from runtime.crop import landmark_box
+    from runtime.tracker import box_iou
+
+    def found(detector: str) -> int:
+        table = tmp_path / f"{detector}.csv"
+        assert track_main([str(faces68_dir), "--model", str(pfld_artifact), "--csv", str(table),
+                           "--detector", detector]) == 0  # fmt: skip
+        hits = set()
+        with open(table, newline="") as stream:
+            for row in csv.DictReader(stream):
+                if row["face_id"] == "":
+                    continue
+                points = np.array([[float(row[f"x{i}"]), float(row[f"y{i}"])] for i in range(98)])
+                truth = read_pts(faces68_dir / f"{Path(row['image']).stem}.pts")
+                if box_iou(landmark_box(points)[None], landmark_box(truth)[None])[0, 0] > 0.5:
+                    hits.add(row["image"])
+        return len(hits)
+
+    default = found("yunet")
+    assert default >= 11
+    assert found("haar") < default
