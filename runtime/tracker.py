@@ -28,6 +28,15 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from runtime.appearance import (
+    CUT_DISTANCE,
+    CUT_GREY_DISTANCE,
+    FACE_CHANGE_DISTANCE,
+    FACE_CHANGE_GREY_DISTANCE,
+    differs,
+    face_signature,
+    frame_signature,
+)
 from runtime.detect import FaceDetector
 from runtime.landmarker import FrameError, Landmarker, as_bgr
 from runtime.smoothing import Smoother, make_smoother
@@ -57,6 +66,12 @@ class TrackerConfig:
         match_iou: a detection with at least this IoU to a track's box is that track's face.
         merge_iou: two tracks whose landmark boxes overlap by at least this IoU are one face: the
             younger track is dropped and the older id goes on.
+        cut_distance: a frame whose signature is at least this far (colour; grey: ``CUT_GREY_DISTANCE``)
+            from the previous frame's is a shot cut: every track ends and the frame is searched anew
+            (1 disables; see runtime.appearance).
+        face_change_distance: a track whose face signature moves at least this far (colour; grey:
+            ``FACE_CHANGE_GREY_DISTANCE``) from one frame to the next has another face (or background)
+            under it: the track ends, the face gets a new id (1 disables).
     """
 
     smoothing: str = "one_euro"
@@ -68,6 +83,8 @@ class TrackerConfig:
     max_missed_detections: int = 2
     match_iou: float = 0.3
     merge_iou: float = 0.5
+    cut_distance: float = CUT_DISTANCE
+    face_change_distance: float = FACE_CHANGE_DISTANCE
 
 
 @dataclass
@@ -96,6 +113,7 @@ class FrameResult:
     index: int
     faces: list[Face]
     detected: bool = False
+    cut: bool = False
     error: str = ""
     seconds: float = 0.0
     infer_seconds: float = 0.0
@@ -109,6 +127,7 @@ class _Track:
     missed_detections: int = 0
     box: np.ndarray = field(default_factory=lambda: np.zeros(4))
     size: float = 1.0  # face size of ``points`` (runtime.smoothing.face_size)
+    signature: np.ndarray | None = None  # colour signature of the face in the last frame (runtime.appearance)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -142,11 +161,15 @@ class Tracker:
         self.frame_index = -1
         self.frame_shape: tuple[int, int] | None = None
         self._next_id = 0
+        self._frame_signature: np.ndarray | None = None
+        self._search_next = False  # a track ended: search the next frame for faces
 
     def reset(self) -> None:
         """Forget every track (a new video, or a frame of another size)."""
         self.tracks = []
         self.frame_shape = None
+        self._frame_signature = None
+        self._search_next = False
 
     def process(self, frame, timestamp_s: float | None = None) -> FrameResult:
         """Track one frame. A bad frame gives a result with ``error`` set and no faces; the tracker goes on.
@@ -166,10 +189,15 @@ class Tracker:
             logger.warning("frame %d: size changed %s -> %s; re-detecting", self.frame_index, self.frame_shape, image.shape[:2])
             self.reset()
         self.frame_shape = image.shape[:2]
+        cut = self._shot_cut(image)
+        if cut and self.tracks:
+            logger.debug("frame %d: shot cut; %d track(s) end", self.frame_index, len(self.tracks))
+            self.tracks = []
 
-        detect_now = not self.tracks or (
+        detect_now = not self.tracks or self._search_next or (
             self.config.redetect_every > 0 and self.frame_index % self.config.redetect_every == 0
         )
+        self._search_next = False
         new_boxes = np.zeros((0, 4))
         if detect_now:
             if self.tracks and len(self.tracks) >= self.config.max_faces:
@@ -187,11 +215,14 @@ class Tracker:
             kept = []
             for track, points, confidence in zip(self.tracks, result.points, result.face_confidence):
                 box, size = _box_and_size(points)
-                if self._plausible(points, confidence, size, track.size):
+                if not self._plausible(points, confidence, size, track.size):
+                    logger.debug("frame %d: track %d lost", self.frame_index, track.track_id)
+                elif not self._same_face(track, image, box):
+                    logger.debug("frame %d: track %d ends: another face under it", self.frame_index, track.track_id)
+                else:
                     kept.append(track)
                     faces.append(self._update(track, points, box, size, confidence, timestamp_s))
-                else:
-                    logger.debug("frame %d: track %d lost", self.frame_index, track.track_id)
+            self._search_next = len(kept) < len(self.tracks)
             self.tracks = kept
         room = self.config.max_faces - len(self.tracks)
         if len(new_boxes) and room > 0:
@@ -200,15 +231,37 @@ class Tracker:
             for points, confidence in zip(result.points, result.face_confidence):
                 box, size = _box_and_size(points)
                 if self._plausible(points, confidence, size, None):
-                    track = _Track(self._next_id, points, self._new_smoother())
+                    track = _Track(self._next_id, points, self._new_smoother(), signature=face_signature(image, box))
                     self._next_id += 1
                     self.tracks.append(track)
                     faces.append(self._update(track, points, box, size, confidence, timestamp_s))
         faces = self._merge_overlapping(faces)
         return FrameResult(
-            self.frame_index, faces, detected=detect_now, seconds=time.perf_counter() - started,
+            self.frame_index, faces, detected=detect_now, cut=cut, seconds=time.perf_counter() - started,
             infer_seconds=infer_seconds,
         )
+
+    def _shot_cut(self, image: np.ndarray) -> bool:
+        """True when this frame's colour signature is :attr:`TrackerConfig.cut_distance` or more from the last one's."""
+        if self.config.cut_distance >= 1:
+            return False
+        signature = frame_signature(image)
+        previous, self._frame_signature = self._frame_signature, signature
+        return previous is not None and differs(previous, signature, self.config.cut_distance, CUT_GREY_DISTANCE)
+
+    def _same_face(self, track: _Track, image: np.ndarray, box: np.ndarray) -> bool:
+        """Whether the face under ``track``'s new ``box`` still looks like its face of the last frame
+        (updates the track's signature when it does)."""
+        if self.config.face_change_distance >= 1:
+            return True
+        signature = face_signature(image, box)
+        if signature is None or track.signature is None:
+            track.signature = signature
+            return True
+        if differs(track.signature, signature, self.config.face_change_distance, FACE_CHANGE_GREY_DISTANCE):
+            return False
+        track.signature = signature
+        return True
 
     def _merge_overlapping(self, faces: list[Face]) -> list[Face]:
         """Drop tracks that have converged on a face an older track already follows.

@@ -290,3 +290,24 @@ def test_the_default_detector_finds_the_faces68_faces_end_to_end(pfld_artifact, 
     default = found("yunet")
     assert default >= 11
     assert found("haar") < default
+
+
+def test_a_shot_cut_ends_the_tracks_and_the_next_face_gets_a_new_id(tracker, video_frames, faces68_dir):
+    """A cut from the close-up video to a photograph of someone else: every track ends at the cut and the
+    new face gets a new id in that same frame. The video itself (275 frames of one moving face) has no cut."""
+    height, width = video_frames[0].shape[:2]
+    photo = cv2.imread(str(faces68_dir / "breakingbad.jpg"))
+    scale = min(width / photo.shape[1], height / photo.shape[0])
+    resized = cv2.resize(photo, None, fx=scale, fy=scale)
+    other = np.zeros_like(video_frames[0])
+    other[: resized.shape[0], : resized.shape[1]] = resized
+    tracker.reset()
+    results = [tracker.process(frame) for frame in [*video_frames[:6], other, other, *video_frames[6:9]]]
+    assert [r.cut for r in results] == [False] * 6 + [True, False, True, False, False]
+    ids = [[face.track_id for face in r.faces] for r in results]
+    assert all(len(face_ids) == 1 for face_ids in ids)
+    assert len({face_ids[0] for face_ids in ids[:6]}) == 1
+    assert ids[6][0] not in ids[0] and ids[7] == ids[6]
+    assert ids[8][0] not in ids[0] + ids[6] and ids[9] == ids[8] == ids[10]
+    tracker.reset()
+    assert not any(tracker.process(frame).cut for frame in video_frames)
