@@ -11,12 +11,19 @@ landmarks, so the detector, the slowest stage on a CPU, runs only every ``redete
 (to find new faces and confirm old ones) or when a track is lost. When the tracker already follows
 ``max_faces`` faces a new face could not be taken anyway, so that re-detection only confirms the
 tracks: the detector searches a small copy of the region around each track instead of the whole
-frame, first with the face 56 pixels wide (2 ms with Haar on the close-up video, against 35 ms for the
-frame; it misses the face in 32 of the 275 frames), then, only where that finds nothing, 96 pixels
-wide (7 ms; it confirms the face in all 275 frames, as the full-frame search does). A track is dropped when its
+frame, at face widths the detector names (``FaceDetector.confirm_face_px``): Haar first at 56 pixels
+(2 ms on the close-up video, against 35 ms for the frame; it misses the face in 32 of the 275
+frames), then, only where that finds nothing, at 96 (7 ms; all 275 frames confirmed); YuNet at 32
+pixels confirms all 275 (2 ms). A track is dropped when its
 landmark confidence falls below ``min_confidence`` (heatmap models), when its landmarks collapse,
 explode or leave the frame (every model, coords models included), or when ``max_missed_detections``
 re-detections in a row find no face overlapping it.
+
+Identities: an id stays with one face. A shot cut (the frame's colour and grey-level signature jumps,
+:mod:`runtime.appearance`) ends every track, and the frame is searched anew; a track whose face
+signature jumps from one frame to the next has another face or background under it and ends. Two
+tracks that converge on one face merge into the older id. Whenever a track ends, the next frame is
+searched, so a face that replaces it is picked up at once.
 """
 from __future__ import annotations
 
