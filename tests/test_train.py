@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 from train import engine  # noqa: E402
 from train.__main__ import main as train_main  # noqa: E402
 from train.bench import main as bench_main  # noqa: E402
+from train.checkpoint import load_checkpoint  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.eval import main as eval_main  # noqa: E402
 
@@ -57,8 +58,8 @@ def test_resume_continues_exactly(faces68_dir, tmp_path, monkeypatch):
     expected, got = epoch_losses(straight), epoch_losses(resumed)
     assert got[3] == pytest.approx(expected[3], rel=1e-6, abs=1e-9)
     assert got[1] == pytest.approx(expected[1], rel=1e-6)
-    final_straight = torch.load(straight / "last.pt", weights_only=False)["model"]
-    final_resumed = torch.load(resumed / "last.pt", weights_only=False)["model"]
+    final_straight = load_checkpoint(straight / "last.pt")["model"]
+    final_resumed = load_checkpoint(resumed / "last.pt")["model"]
     assert all(torch.equal(final_straight[key], final_resumed[key]) for key in final_straight)
 
 

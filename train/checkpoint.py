@@ -9,10 +9,21 @@ A checkpoint is a ``torch.save`` dict::
     epoch (completed epochs), optimizer, scheduler, scaler, rng, config, metrics  (training state)
     qat (only after ``--qat``): settings, init checkpoint and hash, fine-tuning settings; the model's
         state dict is then the fake-quantized one (train/qat.py), rebuilt from these settings
+    model_sha256: SHA-256 of the model's tensors (names, dtypes, shapes, bytes), checked on load
+
+Safety: a ``torch.save`` file is a pickle, and a crafted pickle runs code when it is loaded. Checkpoints
+are therefore loaded with ``torch.load(weights_only=True)``, which admits only tensors and plain
+values (a checkpoint written here holds nothing else). A file that needs more (an old or foreign
+checkpoint) is refused with one line; to load one you trust, set ``EDGEMARK_TRUST_PICKLE=1`` for
+that command. Corrupted weights are caught by ``model_sha256``.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
+import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +35,9 @@ from runtime.errors import EdgemarkError
 
 FORMAT = "edgemark-checkpoint"
 VERSION = 1
+TRUST_ENV = "EDGEMARK_TRUST_PICKLE"
+
+logger = logging.getLogger(__name__)
 
 
 class CheckpointError(EdgemarkError):
@@ -33,7 +47,10 @@ class CheckpointError(EdgemarkError):
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Serialise ``state`` (plus format tags) to ``path`` atomically: never a half-written file."""
     buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
+    tags = {"format": FORMAT, "version": VERSION}
+    if isinstance(state.get("model"), dict):
+        tags["model_sha256"] = state_dict_sha256(state["model"])
+    torch.save({**tags, **state, **tags}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
 
@@ -43,15 +60,56 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; pass a .pt file written by `python -m train`")
+    trusted = os.environ.get(TRUST_ENV, "") == "1"
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=not trusted)
+    except pickle.UnpicklingError as error:
+        if trusted:
+            raise CheckpointError(f"{path}: not a readable checkpoint ({_reason(error)})") from None
+        raise CheckpointError(
+            f"{path}: holds Python objects beyond tensors and plain values ({_reason(error)}); such a file can run "
+            f"code when loaded, so it was not. If you trust where it came from, run again with {TRUST_ENV}=1"
+        ) from None
     except Exception as error:  # torch raises many types for a corrupt file
         raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(error).__name__}); expected a file written by `python -m train`"
+            f"{path}: not a readable checkpoint ({type(error).__name__}: {_reason(error)}); expected a file written by "
+            "`python -m train`"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an edgemark checkpoint (no '{FORMAT}' tag); train one with `python -m train`")
+    expected = state.get("model_sha256")
+    if expected and isinstance(state.get("model"), dict):
+        actual = state_dict_sha256(state["model"])
+        if actual != expected:
+            raise CheckpointError(
+                f"{path}: the model's weights do not match the hash saved with them ({actual[:12]} != {expected[:12]}); "
+                "the file is corrupted: use another copy or retrain"
+            )
+    elif isinstance(state.get("model"), dict):
+        logger.warning("%s: no model_sha256 (written before weights were hashed); weights not verified", path)
     return state
+
+
+def state_dict_sha256(state_dict: dict[str, Any]) -> str:
+    """SHA-256 over a state dict's tensors in key order: names, dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        value = state_dict[name]
+        digest.update(name.encode())
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().to("cpu").contiguous()
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
+
+
+def _reason(error: BaseException) -> str:
+    """The first meaningful line of a loader error, short."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    useful = [line for line in lines if "Unsupported global" in line or "GLOBAL" in line]
+    return (useful or lines or [type(error).__name__])[0][:200]
 
 
 
