@@ -115,7 +115,13 @@ def onnx_from_checkpoint(
         reference = model(torch.from_numpy(inputs))
     reference = (reference[0] if isinstance(reference, (tuple, list)) else reference).numpy()
     difference = float(np.max(np.abs(reference - exported)))
-    if difference > max_abs:
+    if not (np.isfinite(reference).all() and np.isfinite(exported).all()):
+        raise ExportError(
+            f"{checkpoint}: the model outputs NaN or infinite values on {described} (torch: "
+            f"{int((~np.isfinite(reference)).sum())}, ONNX Runtime: {int((~np.isfinite(exported)).sum())} values); "
+            "nothing written. Check the checkpoint's weights (retrain, or take an earlier checkpoint)"
+        )
+    if not difference <= max_abs:
         raise ExportError(
             f"{checkpoint}: ONNX Runtime output differs from torch by {difference:.2e} (limit {max_abs:.0e}) "
             f"on {described}; nothing written. Try another --opset, or report the model"

@@ -4,6 +4,7 @@ calibration, export verification and the runtime so every stage feeds the model 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -39,8 +40,11 @@ class CropRule:
     scale_y: float | None = None
 
     def __post_init__(self):
-        if not self.scale > 0 or (self.scale_y is not None and not self.scale_y > 0):
-            raise UsageError(f"crop scales must be positive, got scale={self.scale}, scale_y={self.scale_y}")
+        scales = [self.scale] + ([self.scale_y] if self.scale_y is not None else [])
+        if not all(0 < value < math.inf for value in scales):
+            raise UsageError(f"crop scales must be positive finite numbers, got scale={self.scale}, scale_y={self.scale_y}")
+        if not math.isfinite(self.shift_y):
+            raise UsageError(f"crop shift_y must be a finite number, got {self.shift_y}")
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -67,6 +71,12 @@ class Normalisation:
     def __post_init__(self):
         if self.channel_order not in ("RGB", "BGR"):
             raise UsageError(f"channel order must be RGB or BGR, got '{self.channel_order}'")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise UsageError(f"mean and std need 3 values each (one per channel), got {list(self.mean)} and {list(self.std)}")
+        if not all(math.isfinite(value) for value in self.mean):
+            raise UsageError(f"normalisation mean must be finite numbers, got {list(self.mean)}")
+        if not all(0 < value < math.inf for value in self.std):
+            raise UsageError(f"normalisation std must be positive finite numbers, got {list(self.std)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

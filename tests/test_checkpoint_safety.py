@@ -86,3 +86,61 @@ def test_corrupted_weights_are_caught_by_their_hash(tmp_path):
             target.writestr(item, data)
     with pytest.raises(CheckpointError, match="do not match the hash"):
         load_checkpoint(corrupted)
+
+
+def _tiny_checkpoint(path, **changes):
+    from runtime.crop import CropRule, Normalisation
+    from train.models import build_model
+
+    model = build_model("tiny_heatmap", 68, input_size=64)
+    state = {
+        "model_name": "tiny_heatmap", "num_points": 68, "layout": "ibug68", "input_size": 64, "heatmap_stride": 4,
+        "sigma": 1.5, "decode": "centroid", "normalisation": Normalisation().to_dict(),
+        "crop_rule": CropRule().to_dict(), "model": model.state_dict(),
+    }  # fmt: skip
+    state.update(changes)
+    save_checkpoint(path, state)
+    return model
+
+
+def test_nan_weights_and_missing_keys_are_one_line_errors_and_export_writes_nothing(tmp_path):
+    from export.onnx import main as export_main
+
+    model = _tiny_checkpoint(tmp_path / "ok.pt")
+    weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    first_float = next(name for name, tensor in weights.items() if tensor.is_floating_point())
+    weights[first_float].view(-1)[0] = float("nan")
+    _tiny_checkpoint(tmp_path / "nan.pt", model=weights)
+    _tiny_checkpoint(tmp_path / "partial.pt")
+    partial = load_checkpoint(tmp_path / "partial.pt")
+    del partial["layout"]
+    save_checkpoint(tmp_path / "partial.pt", {k: v for k, v in partial.items() if k not in ("format", "version")})
+    for name, expected in (("nan.pt", "NaN or infinite"), ("partial.pt", "lacks layout")):
+        output = tmp_path / f"{name}.onnx"
+        done = subprocess.run([sys.executable, "-m", "export.onnx", str(tmp_path / name), "-o", str(output)], cwd=REPO,
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": REPO})  # fmt: skip
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode != 0 and "Traceback" not in done.stderr and expected in lines[-1], done.stderr
+        assert not output.exists()
+    assert export_main([str(tmp_path / "ok.pt"), "-o", str(tmp_path / "ok.onnx")]) == 0
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--mean", "nan", "0.5", "0.5"], "mean must be finite"),
+        (["--std", "0.5", "inf", "0.5"], "std must be positive finite"),
+        (["--std", "0", "0.5", "0.5"], "must be positive"),
+        (["--crop-scale", "nan"], "crop scales must be positive finite"),
+    ],
+)
+def test_non_finite_card_numbers_are_refused_at_import(pfld_onnx, tmp_path, flags, expected, capsys):
+    from export.onnx import main as export_main
+
+    output = tmp_path / "pfld.onnx"
+    base = ["--import", str(pfld_onnx), "-o", str(output), "--layout", "wflw98", "--input-size", "112",
+            "--channel-order", "BGR", "--mean", "0.5", "0.5", "0.5", "--std", "0.5", "0.5", "0.5",
+            "--output-kind", "coords", "--crop-scale", "1.2", "--crop-box", "landmarks"]  # fmt: skip
+    assert export_main(base + flags) == 2
+    assert expected in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not output.exists() and not list(tmp_path.iterdir())

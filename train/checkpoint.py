@@ -36,6 +36,8 @@ from runtime.errors import EdgemarkError
 FORMAT = "edgemark-checkpoint"
 VERSION = 1
 TRUST_ENV = "EDGEMARK_TRUST_PICKLE"
+# What rebuilding the model and its card needs.
+MODEL_KEYS = ("model_name", "num_points", "layout", "input_size", "heatmap_stride", "normalisation", "crop_rule", "model")
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +128,11 @@ def model_from_checkpoint(path: str | Path, num_points: int | None = None) -> tu
     from train.models import build_model
 
     state = load_checkpoint(path)
+    missing = [key for key in MODEL_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path}: checkpoint lacks {', '.join(missing)}; it was not written by `python -m train` or is damaged"
+        )
     if num_points is not None and num_points != state["num_points"]:
         raise CheckpointError(
             f"{path}: checkpoint has {state['num_points']} points but {num_points} were asked for; "
@@ -142,6 +149,12 @@ def model_from_checkpoint(path: str | Path, num_points: int | None = None) -> tu
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit model '{state['model_name']}' ({first})") from None
+    broken = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise CheckpointError(
+            f"{path}: {len(broken)} weight tensor(s) hold NaN or infinite values (first: {broken[0]}); the training "
+            "diverged or the file was damaged: take an earlier checkpoint or retrain with a lower --lr"
+        )
     model.eval()
     return model, state
 
