@@ -94,12 +94,12 @@ def summarise_agreement(values: np.ndarray, names: Sequence[str], worst: int = 5
 
 
 def failure_rate(nme: np.ndarray, threshold: float = 0.1) -> float:
-    """FR@threshold: fraction of images whose NME exceeds ``threshold``."""
-    return float(np.mean(np.asarray(nme) > threshold))
+    """FR@threshold: fraction of images whose NME exceeds ``threshold``; a NaN or infinite NME is a failure."""
+    return float(np.mean(~(np.asarray(nme, dtype=np.float64) <= threshold)))
 
 
 def ced_curve(nme: np.ndarray, threshold: float = 0.1, steps: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative error distribution: (thresholds, fraction of images with NME <= each)."""
+    """Cumulative error distribution: (thresholds, fraction of images with NME <= each); NaN never counts."""
     nme = np.sort(np.asarray(nme, dtype=np.float64))
     thresholds = np.linspace(0.0, threshold, steps + 1)
     fractions = np.searchsorted(nme, thresholds, side="right") / max(len(nme), 1)

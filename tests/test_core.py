@@ -247,3 +247,13 @@ def test_malformed_pts_names_file_and_line(tmp_path):
         read_pts(short)
     with pytest.raises(AnnotationError, match="not found"):
         read_pts(tmp_path / "missing.pts")
+
+
+def test_non_finite_nme_is_a_failure_in_every_summary():
+    from runtime.metrics import auc, failure_rate, summarise
+
+    nme = np.array([0.02, np.nan, np.inf, 0.05])
+    assert failure_rate(nme) == 0.5
+    assert auc(nme) < auc(np.array([0.02, 0.05])) / 2 + 1e-9
+    summary = summarise(nme)
+    assert summary["fr"] == 50.0 and not np.isfinite(summary["nme"])
