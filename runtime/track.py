@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 from runtime.errors import EdgemarkError, UsageError, cli_main
-from runtime.window import HOW_TO_GET_A_WINDOW, Window, display_available, display_problem  # noqa: F401 (API)
+from runtime.window import NoWindow, Window, display_available, why_no_window  # noqa: F401 (display_available: API)
 
 logger = logging.getLogger(__name__)
 
@@ -383,21 +383,21 @@ def save_pseudo_label(folder: Path, index: int, frame: np.ndarray, points: np.nd
 
 
 # ---------------------------------------------------------------------------------------------- main loop
-def window_wanted(show: bool | None) -> tuple[bool, str]:
-    """Whether to open a window for ``--show``/``--no-show``/neither, and why not when not.
+def window_wanted(show: bool | None) -> NoWindow | None:
+    """None when a window is to be opened for ``--show``/``--no-show``/neither, else why not.
 
     Raises:
         NoDisplayError: ``--show`` where no window can be opened.
     """
     if show is False:
-        return False, "--no-show"
-    problem = display_problem()
-    if problem and show:
+        return NoWindow("--no-show", "")
+    no_window = why_no_window()
+    if no_window is not None and show:
         raise NoDisplayError(
-            f"--show: {problem}; for a window, {HOW_TO_GET_A_WINDOW} (e.g. `xvfb-run python -m runtime.track ... --show`), "
-            "or drop --show to write files (default <source>_landmarks.mp4 and .csv; choose with --out/--csv/--json)"
+            f"--show: {no_window.reason}; for a window, {no_window.fix}; or drop --show to write files "
+            "(default <source>_landmarks.mp4 and .csv; choose with --out/--csv/--json)"
         )
-    return not problem, problem
+    return no_window
 
 
 def run_tracker(config: TrackConfig) -> dict:
@@ -411,12 +411,13 @@ def run_tracker(config: TrackConfig) -> dict:
     from runtime.landmarker import Landmarker
     from runtime.tracker import Tracker, TrackerConfig
 
-    show, no_window_because = window_wanted(config.show)
+    no_window = window_wanted(config.show)
+    show = no_window is None
     frames, count, fps, name = open_source(config.source)
     if not show and not (config.out or config.csv_path or config.json_path or config.save_frames):
         config = replace(config, out=f"{name}_landmarks.mp4", csv_path=f"{name}_landmarks.csv")
-        how = "" if config.show is False else f"; for a window instead, {HOW_TO_GET_A_WINDOW}"
-        logger.info("%s: writing %s and %s (choose the files with --out/--csv/--json%s)", no_window_because,
+        how = f"; for a window instead, {no_window.fix}" if no_window.fix else ""
+        logger.info("%s: writing %s and %s (choose the files with --out/--csv/--json%s)", no_window.reason,
                     config.out, config.csv_path, how)
     model = config.model
     if not model:

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -34,6 +35,13 @@ QT_XCB_LIBRARIES = {
 HOW_TO_GET_A_WINDOW = "run on a desktop, over `ssh -X`, or under `xvfb-run`"
 
 
+class NoWindow(NamedTuple):
+    """Why no window can be opened here, and what would give one."""
+
+    reason: str
+    fix: str
+
+
 def gui_backend() -> str:
     """OpenCV's GUI backend as its build information names it (``QT5``, ``GTK3``, ``WIN32UI``, ``COCOA``);
     empty for a build without one (``opencv-python-headless``)."""
@@ -41,34 +49,38 @@ def gui_backend() -> str:
     return "" if match is None or match.group(1).upper() == "NONE" else match.group(1)
 
 
-def display_problem() -> str:
-    """Why no window can be opened here, in a few words; empty when one can."""
+def why_no_window() -> NoWindow | None:
+    """What stands between this process and a window; None when one can be opened."""
     backend = gui_backend()
     if not backend:
-        return "this OpenCV has no GUI (a headless build such as opencv-python-headless)"
+        return NoWindow("this OpenCV has no GUI (a headless build such as opencv-python-headless)",
+                        "uninstall opencv-python-headless and install opencv-python")
     if sys.platform in ("win32", "darwin"):
-        return ""
+        return None
     display, wayland = os.environ.get("DISPLAY", ""), os.environ.get("WAYLAND_DISPLAY", "")
     qt = backend.upper().startswith("QT")
     if not display:
         if not wayland:
-            return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
+            return NoWindow("no display (DISPLAY and WAYLAND_DISPLAY are unset)", HOW_TO_GET_A_WINDOW)
         if qt and not _bundled_qt_speaks_wayland():
-            return "WAYLAND_DISPLAY is set but DISPLAY is not, and this OpenCV's Qt draws through X11 only (enable XWayland)"
-        return ""
+            return NoWindow("WAYLAND_DISPLAY is set but DISPLAY is not, and this OpenCV's Qt draws through X11 only",
+                            "enable XWayland, or run under `xvfb-run`")
+        return None
     if qt:
         missing = [name for name in QT_XCB_LIBRARIES if not _loadable(name)]
         if missing:
             packages = " ".join(QT_XCB_LIBRARIES[name] for name in missing)
-            return f"OpenCV's Qt window needs {', '.join(missing)}, not installed (Debian/Ubuntu: apt-get install {packages})"
+            return NoWindow(f"OpenCV's Qt window needs {', '.join(missing)}, not installed",
+                            f"install them (Debian/Ubuntu: apt-get install {packages})")
     if not _x_server_answers():
-        return f"no X server answers at DISPLAY={display}"
-    return ""
+        return NoWindow(f"no X server answers at DISPLAY={display}",
+                        "check DISPLAY (left over from an ended `ssh -X` session?), or run under `xvfb-run`")
+    return None
 
 
 def display_available() -> bool:
     """True when a window can be opened: a display that answers and an OpenCV build with a GUI backend."""
-    return not display_problem()
+    return why_no_window() is None
 
 
 def _bundled_qt_speaks_wayland() -> bool:

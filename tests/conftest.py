@@ -46,6 +46,16 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_display():
+    """No test opens a window by accident: the tracker opens one wherever a display exists, so the display
+    variables are unset for the whole run (tests/test_window.py starts its own Xvfb and passes it on)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+            patch.delenv(name, raising=False)
+        yield
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (../shared/data beside the repo, or set EDGEMARK_SHARED)")
