@@ -40,7 +40,9 @@ def xvfb():
         pytest.skip("Xvfb is not installed (Debian/Ubuntu: apt-get install xvfb; .ci/run installs it)")
     read_end, write_end = os.pipe()
     server = subprocess.Popen(
-        [executable, "-displayfd", str(write_end), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+        # -noreset: by default the server resets when its last client leaves (between two tests); a
+        # window opened during that reset was seen mapped but never painted.
+        [executable, "-displayfd", str(write_end), "-screen", "0", "1280x1024x24", "-nolisten", "tcp", "-noreset"],
         pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     os.close(write_end)
@@ -162,19 +164,38 @@ def start_tracker(args: list[str], display: str, cwd: Path) -> subprocess.Popen:
 
 
 def wait_for_landmarks(tracker: subprocess.Popen, display: str, xlib: Xlib) -> np.ndarray:
-    """Poll screenshots until the window shows landmark dots; return that screenshot, the tracker paused
-    (SIGSTOP) right after it, so that it cannot reach the end of the video before the test presses q."""
+    """Wait until the window shows landmark dots; return that screenshot, with the tracker paused (SIGSTOP).
+
+    From the moment the window appears the tracker runs only in short slices between screenshots taken
+    while it is paused, so that however fast it runs (or however slowly this process gets the CPU) it
+    cannot reach the end of the video before the test has seen the window and pressed q.
+    """
     deadline = time.monotonic() + WINDOW_TIMEOUT_S
-    while time.monotonic() < deadline:
+    polls = green = 0
+
+    def check_running() -> None:
         if tracker.poll() is not None:
-            pytest.fail(f"the tracker ended before its window showed landmarks:\n{tracker.communicate()[1][-2000:]}")
+            out, err = tracker.communicate()
+            pytest.fail(f"the tracker ended (exit {tracker.returncode}) before its window showed landmarks "
+                        f"({polls} screenshots, the last with {green} green pixels):\n{out[-500:]}\n{err[-2000:]}")
+        if time.monotonic() > deadline:
+            tracker.kill()
+            pytest.fail(f"no window with landmarks within {WINDOW_TIMEOUT_S:.0f} s ({polls} screenshots, the last "
+                        f"with {green} green pixels):\n{tracker.communicate()[1][-2000:]}")
+
+    while not xlib.windows_named("edgemark"):
+        check_running()
+        time.sleep(0.005)
+    tracker.send_signal(signal.SIGSTOP)
+    while True:
         shot = grab(display, xlib)
-        if green_mask(shot).sum() >= 200:
-            tracker.send_signal(signal.SIGSTOP)
+        polls, green = polls + 1, int(green_mask(shot).sum())
+        if green >= 200:
             return shot
-        time.sleep(0.03)
-    tracker.kill()
-    pytest.fail(f"no window with landmarks within {WINDOW_TIMEOUT_S:.0f} s:\n{tracker.communicate()[1][-2000:]}")
+        tracker.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+        tracker.send_signal(signal.SIGSTOP)
+        check_running()
 
 
 def finish(tracker: subprocess.Popen) -> tuple[int, str, str]:
