@@ -1,19 +1,26 @@
 """``python -m runtime.track``: landmarks on a webcam, a video or a folder of images.
 
 Examples:
-  python -m runtime.track webcam                                   # default model (downloaded once)
+  python -m runtime.track webcam                                   # a window; default model (downloaded once)
   python -m runtime.track 1 --model pfld_int8.onnx --smooth kalman # camera index 1
   python -m runtime.track face.mp4 --out annotated.mp4 --csv landmarks.csv
+  python -m runtime.track face.mp4 --no-show --csv landmarks.csv  # files only, even on a desktop
   python -m runtime.track photos/ --csv faces.csv                  # independent photographs, one row per face
   python -m runtime.track frames/ --frames --model model.xml --backend openvino --json landmarks.json
   python -m runtime.track crowd.mp4 --min-face 0.05 --max-faces 8          # smaller faces, more of them
   python -m runtime.track face.mp4 --detector haar                          # the offline fallback detector
+  xvfb-run python -m runtime.track face.mp4 --show                # a window on a virtual display
   python -m runtime.track site_camera.mp4 --save-frames pseudo/ --save-every 10   # frames + .pts
 
-With a display (and an OpenCV build with GUI support) --show opens a window with the landmarks and
-FPS; press q or Esc to stop. Headless, the annotated video and the per-frame landmarks are written
-(default: <source>_landmarks.mp4 and .csv in the current folder). End of stream and Ctrl-C write
-the outputs and exit 0. A bad frame is logged and skipped; the stream goes on.
+Where a display exists (and OpenCV has a GUI: the opencv-python build) a window shows each frame
+with its landmarks and the FPS; q, Esc or closing the window stops the run, and files are written
+only when asked (--out, --csv, --json, --save-frames). --show insists on a window (without a
+display: exit 2 and what to do); --no-show never opens one. Without a window and without any of
+those flags, the annotated video and the per-frame landmarks are written to
+<source>_landmarks.mp4 and .csv in the current folder, and one line says so. End of stream, q and
+Ctrl-C write the outputs and exit 0. A bad frame is logged and skipped; the stream goes on. Files
+are written under hidden .NAME.partial-PID names and renamed when complete; the partial files of a
+killed run are removed by the next run that writes the same names.
 """
 from __future__ import annotations
 
@@ -22,9 +29,10 @@ import csv
 import json
 import logging
 import os
+import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -33,15 +41,23 @@ import numpy as np
 
 from runtime.detect import DEFAULT_DETECTOR
 from runtime.errors import EdgemarkError, UsageError, cli_main
+from runtime.window import NoWindow, Window, display_available, why_no_window  # noqa: F401 (display_available: API)
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
 MAX_CAMERA_INDEX = 4
+# The annotated video takes its size from the first frame at least this big (mp4v cannot encode a
+# 1x1 video, and a thumbnail-sized first image would shrink every later frame to its size).
+MIN_VIDEO_SIDE = 16
 
 
 class SourceError(EdgemarkError):
     """A camera, video or folder that cannot be read."""
+
+
+class NoDisplayError(UsageError):
+    """``--show`` where no window can be opened."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +73,7 @@ class TrackConfig:
     smooth: str = "one_euro"
     redetect_every: int = 30
     max_faces: int = 4
-    show: bool = False
+    show: bool | None = None  # None: a window where a display exists; True: insist; False: never
     out: str = ""
     csv_path: str = ""
     json_path: str = ""
@@ -169,13 +185,15 @@ class Outputs:
 
     Rows go to disk frame by frame, so memory stays flat however long a webcam session runs (every
     row used to be held until the end: 133 -> 408 MB over a 4,950-frame soak). Until :meth:`close`
-    the files carry hidden ``.partial`` names, so a killed run never leaves a half-written file under
-    the final name; the next run with the same names overwrites them.
+    the files carry hidden ``.NAME.partial-PID.EXT`` names, so a killed run never leaves a
+    half-written file under the final name; the partial files of a run whose process is gone are
+    removed when the next run writing the same names starts. A run that fails removes its own.
 
     Args:
         config: what to write.
         fps: the video's frame rate.
         num_points: landmarks per face (the card's), for the CSV header.
+        images: the names of an image folder's images, one per frame, for the CSV's image column.
     """
 
     def __init__(self, config: TrackConfig, fps: float, num_points: int, images: list[str] | None = None):
@@ -185,37 +203,53 @@ class Outputs:
         self.stills = images is not None and not config.frames
         self.fps = fps
         self.video = None
+        self.size: tuple[int, int] | None = None
         self.temporary: dict[str, Path] = {}
         self._csv_stream = self._csv_writer = self._json_stream = None
         self._json_frames = 0
-        if config.csv_path:
-            self._csv_stream = open(self._temporary(config.csv_path), "w", newline="")
-            self._csv_writer = csv.writer(self._csv_stream)
-            self._csv_writer.writerow(
-                ["frame", *(["image"] if images is not None else []), "face_id", "confidence",
-                 *[f"{a}{i}" for i in range(num_points) for a in "xy"]]
-            )
-        if config.json_path:
-            self._json_stream = open(self._temporary(config.json_path), "w")
-            self._json_stream.write('{"frames": [')
+        for final in (config.out, config.csv_path, config.json_path):
+            if final:
+                remove_stale_partials(Path(final))
+        try:
+            if config.csv_path:
+                self._csv_stream = open(self._temporary(config.csv_path), "w", newline="")
+                self._csv_writer = csv.writer(self._csv_stream)
+                self._csv_writer.writerow(
+                    ["frame", *(["image"] if images is not None else []), "face_id", "confidence",
+                     *[f"{a}{i}" for i in range(num_points) for a in "xy"]]
+                )
+            if config.json_path:
+                self._json_stream = open(self._temporary(config.json_path), "w")
+                self._json_stream.write('{"frames": [')
+        except BaseException:
+            self.abort()
+            raise
 
     def _temporary(self, final: str) -> Path:
         path = Path(final)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
+        temporary = partial_path(path, os.getpid())
         self.temporary[final] = temporary
         return temporary
 
+    def _open_video(self, frame: np.ndarray, index: int) -> bool:
+        height, width = frame.shape[:2]
+        if min(height, width) < MIN_VIDEO_SIDE:
+            logger.warning("frame %d is %dx%d: too small to start the annotated video (at least %dx%d); "
+                           "the video starts at the first frame that is", index, width, height, MIN_VIDEO_SIDE,
+                           MIN_VIDEO_SIDE)
+            return False
+        video = cv2.VideoWriter(
+            str(self._temporary(self.config.out)), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height)
+        )
+        if not video.isOpened():
+            raise SourceError(f"{self.config.out}: OpenCV cannot write a {width}x{height} video under this name "
+                              "(try a .mp4 or .avi name)")
+        self.video, self.size = video, (width, height)
+        return True
+
     def write(self, frame: np.ndarray | None, result, fps: float) -> None:
-        if self.config.out and frame is not None:
-            if self.video is None:
-                height, width = frame.shape[:2]
-                self.size = (width, height)
-                self.video = cv2.VideoWriter(
-                    str(self._temporary(self.config.out)), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size
-                )
-                if not self.video.isOpened():
-                    raise SourceError(f"{self.config.out}: OpenCV cannot write this video (try a .mp4 or .avi name)")
+        if self.config.out and frame is not None and (self.video is not None or self._open_video(frame, result.index)):
             canvas = draw(frame, result.faces, fps)
             if canvas.shape[1::-1] != self.size:  # a size change mid-stream: keep the file's size
                 canvas = cv2.resize(canvas, self.size)
@@ -250,17 +284,87 @@ class Outputs:
         finished = []
         if self.video is not None:
             self.video.release()
+            self.video = None
             finished.append(self.config.out)
+        elif self.config.out:
+            logger.warning("%s not written: no frame of at least %dx%d to make a video of", self.config.out,
+                           MIN_VIDEO_SIDE, MIN_VIDEO_SIDE)
         if self._csv_stream is not None:
             self._csv_stream.close()
+            self._csv_stream = None
             finished.append(self.config.csv_path)
         if self._json_stream is not None:
             self._json_stream.write("]}")
             self._json_stream.close()
+            self._json_stream = None
             finished.append(self.config.json_path)
         for path in finished:
-            os.replace(self.temporary[path], path)
+            os.replace(self.temporary.pop(path), path)
         return finished
+
+    def abort(self) -> None:
+        """Close every output and remove its partial file: a failed run leaves nothing behind."""
+        if self.video is not None:
+            self.video.release()
+            self.video = None
+        for stream in (self._csv_stream, self._json_stream):
+            if stream is not None:
+                stream.close()
+        self._csv_stream = self._json_stream = None
+        for temporary in self.temporary.values():
+            temporary.unlink(missing_ok=True)
+        self.temporary.clear()
+
+
+def partial_path(final: Path, pid: int) -> Path:
+    """The hidden name ``final`` is written under by process ``pid`` until it is complete."""
+    return final.with_name(f".{final.stem}.partial-{pid}{final.suffix}")
+
+
+def remove_stale_partials(final: Path) -> list[Path]:
+    """Remove the partial files of ``final`` that runs killed before their end left behind.
+
+    A partial file names the process writing it; one whose process is gone is stale (the unnamed
+    ``.NAME.partial.EXT`` of earlier versions too). Files of runs still going are left alone.
+
+    Returns:
+        The files removed (one line is logged for each).
+    """
+    if not final.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(final.stem)}\.partial(?:-(\d+))?{re.escape(final.suffix)}")
+    removed = []
+    for candidate in sorted(final.parent.iterdir()):
+        match = pattern.fullmatch(candidate.name)
+        if match is None or (match.group(1) is not None and process_alive(int(match.group(1)))):
+            continue
+        try:
+            size = candidate.stat().st_size
+            candidate.unlink()
+        except FileNotFoundError:
+            continue  # another run cleaned it up first
+        except OSError as error:
+            logger.warning("could not remove %s, left by a killed run: %s", candidate, error)
+            continue
+        owner = f"process {match.group(1)}" if match.group(1) else "a run of an earlier version"
+        logger.info("removed %s (%.1f MB), left by %s that ended before finishing it", candidate, size / 1e6, owner)
+        removed.append(candidate)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (ours counts; one we may not signal exists)."""
+    if pid == os.getpid():
+        return True
+    if sys.platform == "win32":
+        return True  # os.kill(pid, 0) would terminate it there; keep the file rather than guess
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def save_pseudo_label(folder: Path, index: int, frame: np.ndarray, points: np.ndarray) -> None:
@@ -281,22 +385,43 @@ def save_pseudo_label(folder: Path, index: int, frame: np.ndarray, points: np.nd
     atomic_write_bytes(stem.with_suffix(".png"), encoded.tobytes())
 
 
-def display_available() -> bool:
-    """True when a window can be opened: a display and an OpenCV build with a GUI backend."""
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("win32", "darwin")):
-        return False
-    return "GUI" in cv2.getBuildInformation() and "NONE" not in cv2.getBuildInformation().split("GUI:")[1].split("\n")[0]
-
-
 # ---------------------------------------------------------------------------------------------- main loop
+def window_wanted(show: bool | None) -> NoWindow | None:
+    """None when a window is to be opened for ``--show``/``--no-show``/neither, else why not.
+
+    Raises:
+        NoDisplayError: ``--show`` where no window can be opened.
+    """
+    if show is False:
+        return NoWindow("--no-show", "")
+    no_window = why_no_window()
+    if no_window is not None and show:
+        raise NoDisplayError(
+            f"--show: {no_window.reason}; for a window, {no_window.fix}; or drop --show to write files "
+            "(default <source>_landmarks.mp4 and .csv; choose with --out/--csv/--json)"
+        )
+    return no_window
+
+
 def run_tracker(config: TrackConfig) -> dict:
-    """Track ``config.source`` and write the requested outputs; returns a summary."""
+    """Track ``config.source``, show it in a window and/or write the requested outputs; returns a summary.
+
+    Raises:
+        NoDisplayError: ``config.show`` is True where no window can be opened (checked before any work).
+    """
     from runtime.backends.registry import load_backend
     from runtime.detect import make_detector
     from runtime.landmarker import Landmarker
     from runtime.tracker import Tracker, TrackerConfig
 
+    no_window = window_wanted(config.show)
+    show = no_window is None
     frames, count, fps, name = open_source(config.source)
+    if not show and not (config.out or config.csv_path or config.json_path or config.save_frames):
+        config = replace(config, out=f"{name}_landmarks.mp4", csv_path=f"{name}_landmarks.csv")
+        how = f"; for a window instead, {no_window.fix}" if no_window.fix else ""
+        logger.info("%s: writing %s and %s (choose the files with --out/--csv/--json%s)", no_window.reason,
+                    config.out, config.csv_path, how)
     model = config.model
     if not model:
         from runtime.zoo import fetch_model
@@ -306,55 +431,54 @@ def run_tracker(config: TrackConfig) -> dict:
     detector = make_detector(config.detector, scale=config.detector_scale, min_size=config.min_face)
     tracker = Tracker(Landmarker(backend), detector, TrackerConfig(
         smoothing=config.smooth, fps=fps, redetect_every=config.redetect_every, max_faces=config.max_faces))
-    show = config.show
-    if show and not display_available():
-        logger.warning("--show: no display or no GUI in this OpenCV build (opencv-python-headless); writing files instead")
-        show = False
-    if not show and not (config.out or config.csv_path or config.json_path or config.save_frames):
-        config = TrackConfig(**{**config.__dict__, "out": f"{name}_landmarks.mp4", "csv_path": f"{name}_landmarks.csv"})
-        logger.info("no display: writing %s and %s", config.out, config.csv_path)
     folder = Path(config.source) if Path(config.source).is_dir() else None
     # An image folder is a set of independent photographs unless --frames says it is one video's frames.
     stills = folder is not None and not config.frames
     images = [path.name for path in folder_images(folder)] if folder is not None else None
-    outputs = Outputs(config, fps, backend.card.num_points, images)
-    progress = None
-    if count and not show:
-        from tqdm import tqdm
-
-        progress = tqdm(total=min(count, config.max_frames or count), desc="tracking", unit="frame", leave=False)
+    outputs = progress = window = None
     processed = with_faces = bad = 0
     smoothed_fps = 0.0
     started = time.perf_counter()
     try:
-        for frame, timestamp in frames:
-            if stills:
-                tracker.reset()  # no track, and so no smoothing, carries from one photograph to the next
-            result = tracker.process(frame, timestamp)
-            processed += 1
-            with_faces += bool(result.faces)
-            bad += bool(result.error)
-            instant = 1.0 / max(result.seconds, 1e-6)
-            smoothed_fps = instant if smoothed_fps == 0 else 0.9 * smoothed_fps + 0.1 * instant
-            usable = None if result.error else tracker_frame(frame)
-            outputs.write(usable, result, smoothed_fps)
-            if show and usable is not None:
-                cv2.imshow("edgemark", draw(usable, result.faces, smoothed_fps))
-                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+        outputs = Outputs(config, fps, backend.card.num_points, images)
+        try:
+            if show:
+                window = Window(f"edgemark: {name} (q or Esc quits)")
+            elif count:
+                from tqdm import tqdm
+
+                progress = tqdm(total=min(count, config.max_frames or count), desc="tracking", unit="frame", leave=False)
+            for frame, timestamp in frames:
+                if stills:
+                    tracker.reset()  # no track, and so no smoothing, carries from one photograph to the next
+                result = tracker.process(frame, timestamp)
+                processed += 1
+                with_faces += bool(result.faces)
+                bad += bool(result.error)
+                instant = 1.0 / max(result.seconds, 1e-6)
+                smoothed_fps = instant if smoothed_fps == 0 else 0.9 * smoothed_fps + 0.1 * instant
+                usable = None if result.error else tracker_frame(frame)
+                outputs.write(usable, result, smoothed_fps)
+                if window is not None and not window.show(None if usable is None else draw(usable, result.faces, smoothed_fps)):
+                    logger.info("window closed (q, Esc or its close button) after %d frames", processed)
                     break
-            if progress is not None:
-                progress.update(1)
-            if config.max_frames and processed >= config.max_frames:
-                break
-    except KeyboardInterrupt:
-        logger.info("interrupted: writing what was tracked so far")
+                if progress is not None:
+                    progress.update(1)
+                if config.max_frames and processed >= config.max_frames:
+                    break
+        except KeyboardInterrupt:
+            logger.info("interrupted: writing what was tracked so far")
+        written = outputs.close()
+    except BaseException:
+        if outputs is not None:
+            outputs.abort()
+        raise
     finally:
         if progress is not None:
             progress.close()
-        written = outputs.close()
+        if window is not None:
+            window.close()
         backend.close()
-        if show:
-            cv2.destroyAllWindows()
     seconds = time.perf_counter() - started
     if processed and not with_faces and stills:
         logger.warning("no face found in any of the %d images (detector '%s'); each has a 'no face' row",
@@ -395,7 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smooth", default="one_euro", help="one_euro, ema, kalman or none")
     parser.add_argument("--redetect-every", type=int, default=30, help="re-run the detector every N frames (0: only when lost)")
     parser.add_argument("--max-faces", type=int, default=4)
-    parser.add_argument("--show", action="store_true", help="open a window (needs a display)")
+    parser.add_argument(
+        "--show", action=argparse.BooleanOptionalAction, default=None,
+        help="--show: a window, or exit 2 where none can open; --no-show: never a window; default: a window where "
+        "a display exists (then files only when asked), else the default files",
+    )
     parser.add_argument("--out", default="", help="annotated video to write (.mp4)")
     parser.add_argument("--csv", dest="csv_path", default="", help="per-frame landmarks as CSV")
     parser.add_argument("--json", dest="json_path", default="", help="per-frame landmarks as JSON")

@@ -72,6 +72,16 @@ def model_cache(tmp_path_factory) -> Path:
         os.environ[CACHE_ENV] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_display():
+    """No test opens a window by accident: the tracker opens one wherever a display exists, so the display
+    variables are unset for the whole run (tests/test_window.py starts its own Xvfb and passes it on)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+            patch.delenv(name, raising=False)
+        yield
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (../shared/data beside the repo, or set EDGEMARK_SHARED)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -189,9 +190,9 @@ def test_rows_reach_disk_as_frames_arrive(pfld_artifact, face_video, tmp_path, m
 
         def generator():
             for index, item in enumerate(frames):
-                if index in (50, 150):
-                    partial = tmp_path / ".x.partial.csv"
-                    sizes.append((partial.stat().st_size, (tmp_path / ".x.partial.json").stat().st_size))
+                if index in (50, 150):  # the partial files name the process writing them
+                    partial = tmp_path / f".x.partial-{os.getpid()}.csv"
+                    sizes.append((partial.stat().st_size, (tmp_path / f".x.partial-{os.getpid()}.json").stat().st_size))
                     assert not table.exists() and not frames_json.exists()
                 if index == 200:
                     return
@@ -311,3 +312,108 @@ def test_a_shot_cut_ends_the_tracks_and_the_next_face_gets_a_new_id(tracker, vid
     assert ids[8][0] not in ids[0] + ids[6] and ids[9] == ids[8] == ids[10]
     tracker.reset()
     assert not any(tracker.process(frame).cut for frame in video_frames)
+def test_without_a_display_the_default_files_are_written_and_one_line_says_so(pfld_artifact, face_video, tmp_path,
+                                                                              monkeypatch, caplog):
+    """Headless (the test session unsets DISPLAY) and no output asked: <name>_landmarks.mp4 and .csv, and
+    one line naming them, why there is no window and how to choose; --no-show with --csv writes only it."""
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("INFO", logger="runtime.track"):
+        assert track_main([str(face_video), "--model", str(pfld_artifact), "--max-frames", "5"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face_closeup_landmarks.csv", "face_closeup_landmarks.mp4"]
+    said = [r.getMessage() for r in caplog.records if "face_closeup_landmarks.mp4" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "no display (DISPLAY and WAYLAND_DISPLAY are unset)" in said[0] and "--out/--csv" in said[0]
+    assert "xvfb-run" in said[0] and "ssh -X" in said[0]
+    for path in tmp_path.iterdir():
+        path.unlink()
+    assert track_main([str(face_video), "--model", str(pfld_artifact), "--max-frames", "5", "--no-show",
+                       "--csv", "only.csv"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["only.csv"]
+
+
+def test_a_killed_run_leaves_partials_that_the_next_run_removes(pfld_artifact, face_video, tmp_path, caplog):
+    """kill -9 mid-run leaves hidden partial files named by the dead process; the next run writing the same
+    names removes them (one line each), and leaves alone those of a process still running and of other names."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "out"
+    names = ["--out", str(out / "x.mp4"), "--csv", str(out / "x.csv"), "--json", str(out / "x.json")]
+    killed = subprocess.Popen([sys.executable, "-m", "runtime.track", str(face_video), "--model", str(pfld_artifact),
+                               "--no-show", *names], env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial_csv = out / f".x.partial-{killed.pid}.csv"
+    deadline = time.monotonic() + 60
+    while not (partial_csv.exists() and partial_csv.stat().st_size > 20_000) and time.monotonic() < deadline:
+        assert killed.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    left = sorted(p.name for p in out.iterdir())
+    assert left == [f".x.partial-{killed.pid}{suffix}" for suffix in (".csv", ".json", ".mp4")], left
+    # Beside them: a run still going (a live process), an earlier version's unnamed partial, another name's.
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for name in (f".x.partial-{alive.pid}.csv", ".x.partial.mp4", f".y.partial-{killed.pid}.csv"):
+            (out / name).write_text("partial")
+        with caplog.at_level("INFO", logger="runtime.track"):
+            assert track_main([str(face_video), "--model", str(pfld_artifact), "--max-frames", "5", *names]) == 0
+        assert sorted(p.name for p in out.iterdir()) == sorted(
+            [f".x.partial-{alive.pid}.csv", f".y.partial-{killed.pid}.csv", "x.csv", "x.json", "x.mp4"])
+    finally:
+        alive.kill()
+        alive.wait()
+    removed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("removed ")]
+    assert len(removed) == 4, removed
+    assert sum(f"left by process {killed.pid} " in line for line in removed) == 3
+    assert len((out / "x.csv").read_text().splitlines()) == 6  # the new run's own rows only
+
+
+def test_a_tiny_or_unreadable_first_image_does_not_end_the_run(pfld_artifact, faces68_dir, tmp_path, capsys):
+    """A 1x1 first image used to open a video OpenCV cannot write and end the run with FileNotFoundError on
+    the final rename: the video now starts at the first frame big enough, and every image has its row."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_tiny.png"), np.zeros((1, 1, 3), np.uint8))
+    (folder / "b_broken.jpg").write_bytes(b"not an image")
+    (folder / "c_face.jpg").write_bytes(min(faces68_dir.glob("aflw2000_image*.jpg")).read_bytes())
+    cv2.imwrite(str(folder / "d_tiny.png"), np.zeros((1, 1, 3), np.uint8))
+    out = tmp_path / "out"
+    for frames in ([], ["--frames"]):
+        video, table = out / "v.mp4", out / "t.csv"
+        assert track_main([str(folder), *frames, "--model", str(pfld_artifact), "--out", str(video), "--csv", str(table),
+                           "--json", str(out / "j.json")]) == 0, capsys.readouterr().err
+        capture = cv2.VideoCapture(str(video))
+        shown = []
+        while (frame := capture.read()[1]) is not None:
+            shown.append(frame.shape)
+        assert shown == [(450, 450, 3)] * 2  # c_face, then d_tiny scaled up to the video's size
+        with open(table, newline="") as stream:
+            rows = list(csv.DictReader(stream))
+        assert {row["image"] for row in rows if row["face_id"] != ""} == {"c_face.jpg"}
+        if not frames:  # photographs: an image without a face is a row saying why
+            assert [(row["image"], row["confidence"]) for row in rows if row["face_id"] == ""] == [
+                ("a_tiny.png", "no face"), ("b_broken.jpg", "unreadable"), ("d_tiny.png", "no face")]
+        assert sorted(p.name for p in out.iterdir()) == ["j.json", "t.csv", "v.mp4"]
+    # Nothing big enough for a video at all: the other files, a line saying why there is no video.
+    (folder / "c_face.jpg").unlink()
+    assert track_main([str(folder), "--model", str(pfld_artifact), "--out", str(out / "w.mp4"),
+                       "--csv", str(out / "w.csv")]) == 0
+    assert not (out / "w.mp4").exists() and (out / "w.csv").exists()
+    assert not list(out.glob(".*partial*"))
+
+
+def test_a_failed_run_leaves_no_file(pfld_artifact, face_video, tmp_path, capsys):
+    """A video OpenCV cannot write (an unknown suffix) ends the run with one line; the CSV begun beside it
+    is removed, not left as a partial file or moved into place."""
+    from tests.conftest import one_error_line
+
+    out = tmp_path / "out"
+    assert track_main([str(face_video), "--model", str(pfld_artifact), "--out", str(out / "x.unknown"),
+                       "--csv", str(out / "x.csv"), "--max-frames", "3"]) == 1
+    assert "OpenCV cannot write a 450x680 video under this name" in one_error_line(capsys.readouterr())
+    assert list(out.iterdir()) == []
