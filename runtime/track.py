@@ -468,6 +468,8 @@ def run_tracker(config: TrackConfig) -> dict:
                     break
         except KeyboardInterrupt:
             logger.info("interrupted: writing what was tracked so far")
+        if processed and not with_faces:  # decided before any file is committed: a failed run writes none
+            _nothing_found(config, model, processed, tracker.non_finite_faces, stills)
         written = outputs.close()
     except BaseException:
         if outputs is not None:
@@ -480,14 +482,27 @@ def run_tracker(config: TrackConfig) -> dict:
             window.close()
         backend.close()
     seconds = time.perf_counter() - started
-    if processed and not with_faces and stills:
-        logger.warning("no face found in any of the %d images (detector '%s'); each has a 'no face' row",
-                       processed, config.detector)
-    elif processed and not with_faces:
-        raise SourceError(f"{config.source}: no face found in any of {processed} frames (detector '{config.detector}'); "
-                          "check the lighting, or try --detector yunet:FILE.onnx")
     return {"frames": processed, "frames_with_faces": with_faces, "bad_frames": bad, "seconds": seconds,
             "written": written}
+
+
+def _nothing_found(config: TrackConfig, model: str, processed: int, non_finite_faces: int, stills: bool) -> None:
+    """A run without a single face: the model's fault (NaN landmarks) or the footage's, said in one line.
+
+    Raises:
+        SourceError: unless the source is a folder of stills (each image then has a 'no face' row).
+    """
+    if non_finite_faces:
+        raise SourceError(
+            f"{model}: the model gave NaN or infinite landmarks for all {non_finite_faces} face(s) the detector "
+            "found; the artifact is broken, not the footage: check it with python -m export.verify, or re-export it"
+        )
+    if stills:
+        logger.warning("no face found in any of the %d images (detector '%s'); each has a 'no face' row",
+                       processed, config.detector)
+        return
+    raise SourceError(f"{config.source}: no face found in any of {processed} frames (detector '{config.detector}'); "
+                      "check the lighting, or try --min-face 0.05 for small faces")
 
 
 def tracker_frame(frame) -> np.ndarray | None:

@@ -170,6 +170,7 @@ class Tracker:
         self._next_id = 0
         self._frame_signature: np.ndarray | None = None
         self._search_next = False  # a track ended: search the next frame for faces
+        self.non_finite_faces = 0  # faces whose landmarks came back NaN or infinite (a broken model)
 
     def reset(self) -> None:
         """Forget every track (a new video, or a frame of another size)."""
@@ -375,6 +376,7 @@ class Tracker:
         """
         total_x, total_y = points.sum(axis=0)  # NaN or infinite if any point is
         if not (math.isfinite(total_x) and math.isfinite(total_y)):
+            self.non_finite_faces += 1
             return False
         if not math.isnan(confidence) and confidence < self.config.min_confidence:
             return False

@@ -417,3 +417,23 @@ def test_a_failed_run_leaves_no_file(pfld_artifact, face_video, tmp_path, capsys
                        "--csv", str(out / "x.csv"), "--max-frames", "3"]) == 1
     assert "OpenCV cannot write a 450x680 video under this name" in one_error_line(capsys.readouterr())
     assert list(out.iterdir()) == []
+
+
+def test_a_model_that_outputs_nan_is_named_not_the_lighting(pfld_artifact, face_video, tmp_path, capsys):
+    """Issue 9: a NaN model used to end with "no face found ... check the lighting"."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(pfld_artifact))
+    first = model.graph.initializer[0]
+    broken = numpy_helper.to_array(first).copy()
+    broken[...] = np.nan
+    first.CopyFrom(numpy_helper.from_array(broken, first.name))
+    artifact = tmp_path / "nan_model.onnx"
+    onnx.save(model, str(artifact))
+    (tmp_path / "nan_model.onnx.json").write_text(pfld_artifact.with_name(pfld_artifact.name + ".json").read_text())
+    table = tmp_path / "nan.csv"
+    code = track_main([str(face_video), "--model", str(artifact), "--csv", str(table), "--max-frames", "3"])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code != 0 and "NaN or infinite landmarks" in line and "lighting" not in line
+    assert not table.exists() and not list(tmp_path.glob(".*partial*"))
