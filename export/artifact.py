@@ -95,6 +95,7 @@ def save_artifact(model: onnx.ModelProto, card: Card, output: str | Path) -> Pat
         The path of the written model.
     """
     output = Path(output)
+    card = card.with_changes(model_sha256=hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest())
     embed_card(model, card)
     data = model.SerializeToString()
     atomic_write_bytes(output, data)

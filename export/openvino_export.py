@@ -38,7 +38,7 @@ from export.calibration import CalibrationError, CalibrationSet, read_calibratio
 from export.evaluation import FaceCrops, ModelLoadError, OnnxRunner, crop_faces, frame_points, nme, run_in_batches
 from export.qdq import qdq_summary
 from runtime.annotations import read_pts_folder
-from runtime.card import Card, read_card, sidecar_path, write_card
+from runtime.card import Card, file_sha256, read_card, sidecar_path, write_card
 from runtime.errors import EdgemarkError, UsageError, first_line, unknown_name
 
 logger = logging.getLogger(__name__)
@@ -349,8 +349,13 @@ def save_ir(
             ov.save_model(ov_model, str(probe), compress_to_fp16=compress_to_fp16)
             evaluation = ir_against_onnx(probe, reference, crops, card)
             card = card.with_changes(extra={**card.extra, "evaluation": evaluation})
+        # The weights file does not depend on rt_info: save once to hash it, then again with the card.
+        ov.save_model(ov_model, str(staged), compress_to_fp16=compress_to_fp16)
+        card = card.with_changes(model_sha256=file_sha256(staged.with_suffix(".bin")))
         ov_model.set_rt_info(json.dumps(card.to_dict(), sort_keys=True), list(RT_INFO_PATH))
         ov.save_model(ov_model, str(staged), compress_to_fp16=compress_to_fp16)
+        if file_sha256(staged.with_suffix(".bin")) != card.model_sha256:
+            raise ExportError(f"{output}: OpenVINO wrote different weights on a second save; report this")
         try:
             os.replace(staged.with_suffix(".bin"), binary)
             os.replace(staged, output)

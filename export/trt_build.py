@@ -22,6 +22,8 @@ Written against the documented TensorRT 10.x and 11.x Python API:
 
 from __future__ import annotations
 
+import hashlib
+
 import ctypes
 import importlib.util
 import json
@@ -334,6 +336,7 @@ def engine_from_onnx(plan: TrtBuildPlan) -> Card:
     engine_card = engine_card.with_changes(
         tools={**engine_card.tools, "tensorrt": trt.__version__},
         extra={**engine_card.extra, "built_by": "export.trt", "gpu": gpu},
+        model_sha256=hashlib.sha256(bytes(serialized)).hexdigest(),
     )
     atomic_write_bytes(plan.engine, serialized)
     try:

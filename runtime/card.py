@@ -1,8 +1,15 @@
 """The artifact card: every fact needed to use a model artifact, carried beside it and inside it.
 
-Written by export/ into the ONNX ``metadata_props`` (key ``edgemark.card``, JSON) where the format
-allows, and always into the sidecar ``<artifact>.json``. runtime/, the benchmark, the report and the
-C++ demo read only the card; nothing is guessed from file names.
+Written by export/ into the ONNX ``metadata_props`` (key ``edgemark.card``, JSON) or the OpenVINO IR's
+``rt_info`` (``edgemark/card``) where the format allows, and always into the sidecar
+``<artifact>.json``. runtime/, the benchmark, the report and the C++ demo read only the card; nothing
+is guessed from file names.
+
+A card cannot silently disagree with its model: the embedded card is the authority and a sidecar
+that says otherwise is an error, and the card holds the SHA-256 of the model content it describes
+(``model_sha256``: the ONNX graph without the metadata that carries the card, the IR's weights file,
+the engine file), checked whenever the card is read. Cards written before the hash existed are read
+without that check.
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ CARD_VERSION = 1
 METADATA_KEY = "edgemark.card"
 OUTPUT_KINDS = ("heatmap", "coords", "heatmap_offsets")
 # Fields left out of the serialized card while unset, so cards written before they existed stay byte-identical.
-_OPTIONAL_FIELDS = ("heatmap_offsets", "coords_slice")
+_OPTIONAL_FIELDS = ("heatmap_offsets", "coords_slice", "model_sha256")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -53,6 +60,8 @@ class Card:
         precision: ``fp32``, ``fp16`` or ``int8``.
         format: artifact format (``onnx``, ``openvino``, ``tensorrt``, ``torch``).
         source_sha256: hash of the checkpoint or model the artifact was made from.
+        model_sha256: hash of this artifact's own model content (see the module docstring); empty for
+            cards written before it existed.
         source: human-readable origin (checkpoint path, third-party model name).
         calibration: summary of the INT8 calibration (empty for float artifacts).
         tools: versions of the tools that built it.
@@ -73,6 +82,7 @@ class Card:
     precision: str = "fp32"
     format: str = "onnx"
     source_sha256: str = ""
+    model_sha256: str = ""
     source: str = ""
     calibration: dict[str, Any] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
@@ -118,7 +128,7 @@ class Card:
         if self.heatmap_offsets is not None:
             values["heatmap_offsets"] = self.heatmap_offsets.to_dict()
         for name in _OPTIONAL_FIELDS:
-            if values[name] is None:
+            if values[name] in (None, ""):
                 del values[name]
         return values
 
@@ -180,23 +190,93 @@ def write_card(artifact: str | Path, card: Card) -> Path:
     return path
 
 
-def read_card(artifact: str | Path) -> Card:
-    """Read an artifact's card from its sidecar, or from ONNX metadata when the sidecar is missing."""
+def read_card(artifact: str | Path, verify: bool = True) -> Card:
+    """An artifact's card: the one embedded in the model (ONNX metadata, IR ``rt_info``), else the sidecar.
+
+    Args:
+        artifact: the model file.
+        verify: check the model's content against the card's ``model_sha256`` (when it has one).
+
+    Raises:
+        CardError: no card; an unreadable card or model; a sidecar that disagrees with the embedded
+            card; model content that does not match the card's hash.
+    """
     artifact = Path(artifact)
     sidecar = sidecar_path(artifact)
+    beside = None
     if sidecar.is_file():
         try:
-            return Card.from_dict(json.loads(sidecar.read_text()))
-        except json.JSONDecodeError as error:
+            beside = Card.from_dict(json.loads(sidecar.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise CardError(f"{sidecar}: card is not valid JSON ({error}); re-export the artifact") from None
-    if artifact.suffix == ".onnx" and artifact.is_file():
+        except OSError as error:
+            raise CardError(f"{sidecar}: cannot read the card ({error.strerror or error})") from None
+    inside = embedded_card(artifact)
+    if inside is not None and beside is not None and inside.to_dict() != beside.to_dict():
+        differing = sorted(key for key in set(inside.to_dict()) | set(beside.to_dict())
+                           if inside.to_dict().get(key) != beside.to_dict().get(key))  # fmt: skip
+        raise CardError(
+            f"{sidecar} disagrees with the card inside {artifact.name} (on {', '.join(differing)}); the embedded card "
+            f"is the authority: delete {sidecar.name} (or re-export) and run again"
+        )
+    card = inside or beside
+    if card is None:
+        raise CardError(
+            f"{artifact}: no card found (looked for {sidecar.name} and the card embedded in the model); "
+            "export it with edgemark or import a third-party model with `python -m export.onnx --import ...`"
+        )
+    if verify and card.model_sha256 and artifact.is_file():
+        actual = content_sha256(artifact)
+        if actual != card.model_sha256:
+            raise CardError(
+                f"{artifact}: the model's content does not match its card (sha256 {actual[:12]}, card says "
+                f"{card.model_sha256[:12]}); the file was modified or damaged: re-export it or fetch it again"
+            )
+    return card
+
+
+def embedded_card(artifact: str | Path) -> Card | None:
+    """The card inside an ONNX model (metadata) or an OpenVINO IR (``rt_info``), or None.
+
+    Raises:
+        CardError: the model file cannot be parsed, or its embedded card is not valid.
+    """
+    artifact = Path(artifact)
+    if not artifact.is_file() or artifact.suffix not in (".onnx", ".xml"):
+        return None
+    try:
+        if artifact.suffix == ".onnx":
+            import onnx
+
+            model = onnx.load(str(artifact), load_external_data=False)
+            text = next((prop.value for prop in model.metadata_props if prop.key == METADATA_KEY), None)
+        else:
+            import xml.etree.ElementTree as ElementTree
+
+            node = ElementTree.parse(artifact).getroot().find("./rt_info/edgemark/card")
+            text = None if node is None else node.get("value")
+    except Exception as error:  # protobuf's DecodeError, XML ParseError, OSError: all one line
+        raise CardError(
+            f"{artifact}: not a readable {'ONNX model' if artifact.suffix == '.onnx' else 'OpenVINO IR'} "
+            f"({type(error).__name__}); is the file complete?"
+        ) from None
+    if text is None:
+        return None
+    try:
+        return Card.from_dict(json.loads(text))
+    except json.JSONDecodeError as error:
+        raise CardError(f"{artifact}: the embedded card is not valid JSON ({error}); re-export the artifact") from None
+
+
+def content_sha256(artifact: str | Path) -> str:
+    """SHA-256 of what a card's ``model_sha256`` covers: an ONNX model's graph (not its metadata, which
+    holds the card), an IR's weights (``.bin``; its ``.xml`` holds the card), or the whole file otherwise."""
+    artifact = Path(artifact)
+    if artifact.suffix == ".onnx":
         import onnx
 
         model = onnx.load(str(artifact), load_external_data=False)
-        for prop in model.metadata_props:
-            if prop.key == METADATA_KEY:
-                return Card.from_dict(json.loads(prop.value))
-    raise CardError(
-        f"{artifact}: no card found (looked for {sidecar.name} and ONNX metadata '{METADATA_KEY}'); "
-        "export it with edgemark or import a third-party model with `python -m export.onnx --import ...`"
-    )
+        return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
+    if artifact.suffix == ".xml" and artifact.with_suffix(".bin").is_file():
+        return file_sha256(artifact.with_suffix(".bin"))
+    return file_sha256(artifact)

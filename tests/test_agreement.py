@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from export import verify as verify_cli
+from export.artifact import save_artifact
 from runtime.agreement import (
     AgreementError,
     check_comparable,
@@ -20,7 +20,7 @@ from runtime.agreement import (
 )
 from runtime.annotations import read_pts_folder
 from runtime.backends.registry import load_backend
-from runtime.card import read_card, sidecar_path
+from runtime.card import read_card
 from runtime.landmarker import Landmarker
 from tests.conftest import HAS_OPENVINO, one_error_line
 
@@ -50,8 +50,7 @@ def _perturbed(pfld_artifact, folder, name: str, edit) -> str:
     model = onnx.load(str(pfld_artifact))
     edit({init.name: init for init in model.graph.initializer}, model.graph)
     path = folder / name
-    onnx.save(model, str(path))
-    shutil.copy(sidecar_path(pfld_artifact), sidecar_path(path))
+    save_artifact(model, read_card(pfld_artifact), path)  # the card's model hash follows the edited weights
     return str(path)
 
 

@@ -68,7 +68,7 @@ def test_a_corrupt_artifact_is_a_failed_row_and_the_good_one_still_reports(pfld_
     corrupt, good, absent = json.loads(output.read_text())["rows"]
     assert good["status"] == "ok" and good["latency_ms"]["p50"] > 0
     assert corrupt["status"] == "failed" and corrupt["stage"] == "load"
-    assert "ONNX Runtime cannot load it" in corrupt["reason"] and corrupt["latency_ms"] is None
+    assert "not a readable ONNX model" in corrupt["reason"] and corrupt["latency_ms"] is None
     assert absent["status"] == "failed" and "not found" in absent["reason"]
 
 

@@ -257,3 +257,34 @@ def test_non_finite_nme_is_a_failure_in_every_summary():
     assert auc(nme) < auc(np.array([0.02, 0.05])) / 2 + 1e-9
     summary = summarise(nme)
     assert summary["fr"] == 50.0 and not np.isfinite(summary["nme"])
+
+
+def test_the_embedded_card_is_the_authority_and_the_model_hash_is_checked(pfld_artifact, tmp_path):
+    """Issue 9: a stale sidecar that disagrees with the card inside the model is an error, not silently
+    preferred; a model whose content changed under its card is refused; a card without a hash reads unchecked."""
+    import shutil
+
+    import onnx
+
+    from runtime.card import content_sha256
+
+    artifact = tmp_path / "model.onnx"
+    shutil.copyfile(pfld_artifact, artifact)
+    card = read_card(pfld_artifact)
+    assert card.model_sha256 == content_sha256(artifact)
+    assert read_card(artifact) == card  # no sidecar: the embedded card
+    write_card(artifact, card.with_changes(normalisation=card.normalisation.__class__("RGB", (0.5,) * 3, (0.5,) * 3)))
+    with pytest.raises(CardError, match=r"disagrees with the card inside model.onnx \(on normalisation\)"):
+        read_card(artifact)
+    write_card(artifact, card)
+    assert read_card(artifact) == card
+    model = onnx.load(str(artifact))
+    model.graph.node[0].name = "renamed"
+    onnx.save(model, str(artifact))
+    with pytest.raises(CardError, match="does not match its card"):
+        read_card(artifact)
+    assert read_card(artifact, verify=False) == card
+    sidecar_only = tmp_path / "sidecar_only.bin"
+    sidecar_only.write_bytes(b"engine")
+    write_card(sidecar_only, card.with_changes(model_sha256=""))
+    assert read_card(sidecar_only).model_sha256 == ""

@@ -132,7 +132,7 @@ def test_interleaved_passes_and_report_with_a_stand_in_peer(pfld_artifact, face_
     assert len(ours["ratio_per_rep"]) == 2 and ours["ratio_median"] > 0
     assert report["cpus"] == [0] and ours["cpus"] == [0] and peer["cpus"] == [0]  # --cpus pinned both
     assert ours["ratio_median"] == pytest.approx(sorted(ours["ratio_per_rep"])[0] / 2 + sorted(ours["ratio_per_rep"])[1] / 2, abs=2e-3)
-    assert failed["status"] == "failed" and "cannot load" in failed["reason"] and failed["fps"] == []
+    assert failed["status"] == "failed" and "not a readable ONNX model" in failed["reason"] and failed["fps"] == []
     # Interleaved and never overlapping: MediaPipe pass 1, ours pass 1, MediaPipe pass 2, ours pass 2.
     windows = sorted([*peer["pass_times"], *ours["pass_times"]], key=lambda window: window[1])
     assert [window[0] for window in windows] == [0, 0, 1, 1]

@@ -89,7 +89,7 @@ def test_rows_failures_and_nme_change_against_fp32(report, artifacts, faces68_di
     assert (fp32["precision"], int8["precision"]) == ("fp32", "int8")
 
     # The broken artifact is a row with its reason at every stage; nothing was measured for it.
-    assert broken["status"] == "failed" and "ONNX Runtime cannot load it" in broken["reasons"]["load"]
+    assert broken["status"] == "failed" and "not a readable ONNX model" in broken["reasons"]["load"]
     assert broken["accuracy"] is None and broken["video"] is None and broken["speed"]["status"] == "failed"
 
     # NME as export.verify computes it (crop from the annotation's landmark box, 98 -> 68 points).
@@ -151,7 +151,7 @@ def test_markdown_and_html_carry_the_tables_and_the_broken_row(report):
     for heading in ("## Accuracy", "## Speed", "## Tracking the real video", "## Synthetic ground truth", "## Machine"):
         assert heading in markdown
     broken_line = next(line for line in markdown.splitlines() if line.startswith("| broken.onnx"))
-    assert "failed" in broken_line and "cannot load" in broken_line
+    assert "failed" in broken_line and "not a readable ONNX model" in broken_line
     assert "![Speed vs accuracy](latency_vs_nme.png)" in markdown
 
     page = (report / "report.html").read_text()

@@ -429,9 +429,10 @@ def test_a_model_that_outputs_nan_is_named_not_the_lighting(pfld_artifact, face_
     broken = numpy_helper.to_array(first).copy()
     broken[...] = np.nan
     first.CopyFrom(numpy_helper.from_array(broken, first.name))
-    artifact = tmp_path / "nan_model.onnx"
-    onnx.save(model, str(artifact))
-    (tmp_path / "nan_model.onnx.json").write_text(pfld_artifact.with_name(pfld_artifact.name + ".json").read_text())
+    from export.artifact import save_artifact
+    from runtime.card import read_card
+
+    artifact = save_artifact(model, read_card(pfld_artifact), tmp_path / "nan_model.onnx")
     table = tmp_path / "nan.csv"
     code = track_main([str(face_video), "--model", str(artifact), "--csv", str(table), "--max-frames", "3"])
     line = capsys.readouterr().err.strip().splitlines()[-1]

@@ -18,7 +18,7 @@ import pytest
 
 from runtime.annotations import read_pts_folder
 from runtime.backends import load_backend
-from runtime.card import read_card, sidecar_path
+from runtime.card import CardError, read_card, sidecar_path
 from runtime.errors import UsageError
 from runtime.landmarker import Landmarker
 from runtime.layouts import IBUG68, to_68
@@ -176,3 +176,24 @@ def test_unknown_model_name():
     assert "Did you mean 'pfld_ghostone'?" in str(error.value)
     with pytest.raises(UsageError):
         fetch_model("nope")
+
+
+def test_a_damaged_cached_artifact_is_rebuilt_from_the_verified_download(tmp_path, pfld_onnx):
+    """Issue 9: the cache re-verifies its artifact (the card's model hash); zeroed weights are not served."""
+    import onnx
+    from onnx import numpy_helper
+
+    cache = tmp_path / "cache"
+    download, artifact = model_paths("pfld_ghostone", cache)
+    download.parent.mkdir(parents=True)
+    shutil.copyfile(pfld_onnx, download)
+    fetch_model(cache_dir=cache, base_url=closed_port_url(), progress=False)
+    good = artifact.read_bytes()
+    model = onnx.load(str(artifact))
+    weights = model.graph.initializer[0]
+    weights.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weights) * 0, weights.name))
+    onnx.save(model, str(artifact))  # metadata (the card) kept, weights zeroed
+    with pytest.raises(CardError, match="does not match its card"):
+        read_card(artifact)
+    assert fetch_model(cache_dir=cache, base_url=closed_port_url(), progress=False) == artifact
+    assert artifact.read_bytes() == good
