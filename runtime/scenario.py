@@ -60,6 +60,8 @@ PATCH_SCALE = 2.4
 MASK_HALF_WIDTH = 0.62
 MASK_TOP, MASK_BOTTOM = -0.45, 1.08  # from the landmark box's top, in box heights
 FEATHER = 0.18
+# A ghost face (see Move): Gaussian blur sigma as a fraction of the face size, and opacity.
+GHOST_BLUR, GHOST_OPACITY = 0.04, 0.3
 
 
 class ScenarioError(EdgemarkError):
@@ -106,6 +108,13 @@ class Actor:
     def centre(self) -> np.ndarray:
         """(2,) centre of the landmarks' box."""
         return (self.points.min(axis=0) + self.points.max(axis=0)) / 2
+
+    def ghost(self) -> "Actor":
+        """A faint, soft copy: blurred by ``GHOST_BLUR`` of the face size, pasted at ``GHOST_OPACITY``."""
+        if "ghost" not in self._shrunk:
+            image = cv2.GaussianBlur(self.image, (0, 0), GHOST_BLUR * self.size)
+            self._shrunk["ghost"] = Actor(f"{self.name}(ghost)", image, self.alpha * GHOST_OPACITY, self.points, self.source)
+        return self._shrunk["ghost"]
 
     def shrunk(self, level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Image and mask halved ``level`` times (``cv2.INTER_AREA``) and the 2x3 matrix from the
@@ -302,10 +311,16 @@ class Key:
 
 @dataclass(frozen=True)
 class Move:
-    """One actor's path through a shot; it is in the frame from its first key to its last."""
+    """One actor's path through a shot; it is in the frame from its first key to its last.
+
+    A ``ghost`` is a faint, soft copy of the face printed on the background (a poster, a reflection):
+    part of the background, no face to find, not in the truth. False detections happen on such
+    patterns, and a landmark model follows them as readily as a face.
+    """
 
     actor: str
     keys: tuple[Key, ...]
+    ghost: bool = False
 
     def at(self, frame: int) -> Key | None:
         """The interpolated key at ``frame``, or ``None`` when the actor is not in the shot then."""
@@ -417,6 +432,14 @@ def _scenarios() -> dict[str, Scenario]:
                                                    Key(54, 0.5, 0.5, 0.28), Key(74, 0.5, 0.5, 0.28))),)),),
         ),
         Scenario(
+            "ghost", "one face, and a faint soft copy of another face printed on the background (a poster): "
+            "no face to find, for false detections",
+            width, height,
+            (Shot(60, 15, (_still("300w_indoor_029", 60, 0.7, 0.5, 0.36, (-0.02, 0.01)),
+                           Move("aflw2000_image00050", (Key(0, 0.24, 0.48, 0.32), Key(59, 0.26, 0.5, 0.32)),
+                                ghost=True))),),
+        ),
+        Scenario(
             "bad_frames", "one face; frame 11 is dropped (None), frame 22 is 1x1, frame 30 is garbled "
             "(lower part smeared as by a decoder error)",
             width, height,
@@ -489,10 +512,14 @@ class FaceTruth:
 
 @dataclass
 class FrameTruth:
+    """What one frame holds: its faces, the ghost faces printed on its background (no faces to find),
+    and what stands in for it when it is a bad frame (a BAD_FRAME_KINDS entry)."""
+
     index: int
     shot: int
     faces: list[FaceTruth]
-    bad: str = ""  # a BAD_FRAME_KINDS entry when the frame is not the rendered one
+    bad: str = ""
+    ghosts: list[FaceTruth] = field(default_factory=list)
 
 
 @dataclass
@@ -529,7 +556,9 @@ class Footage:
                  "faces": [{"actor": face.actor, "inside": round(face.inside, 3),
                             "box": np.round(face.box, 3).tolist(),
                             "points": None if face.points is None else np.round(face.points, 3).tolist()}
-                           for face in frame.faces]}
+                           for face in frame.faces],
+                 **({"ghosts": [{"actor": g.actor, "box": np.round(g.box, 3).tolist()} for g in frame.ghosts]}
+                    if frame.ghosts else {})}
                 for frame in self.truth
             ],  # fmt: skip
         }
@@ -593,7 +622,7 @@ def render(scenario: Scenario | str, data_dir: str | Path | None = None) -> Foot
         video = _video_frames(data / shot.video, shot.video_start, shot.frames) if shot.video else None
         for local in range(shot.frames):
             frame = backdrop.copy()
-            faces = []
+            faces, ghosts = [], []
             if video is not None:
                 source = video[local]
                 scale = height / source.shape[0]
@@ -612,15 +641,18 @@ def render(scenario: Scenario | str, data_dir: str | Path | None = None) -> Foot
                     continue
                 if move.actor not in actors:
                     actors[move.actor] = load_actor(move.actor, data)
-                actor = actors[move.actor]
+                actor = actors[move.actor].ghost() if move.ghost else actors[move.actor]
                 matrix = similarity(actor, key.x * width, key.y * height, key.size * height, key.angle)
                 points = paste(frame, actor, matrix)
+                if move.ghost:
+                    ghosts.append(FaceTruth(move.actor, points, np.concatenate([points.min(axis=0), points.max(axis=0)])))
+                    continue
                 inside = np.mean((points[:, 0] > -0.5) & (points[:, 0] < width - 0.5)
                                  & (points[:, 1] > -0.5) & (points[:, 1] < height - 0.5))  # fmt: skip
                 if inside > 0:
                     box = np.concatenate([points.min(axis=0), points.max(axis=0)])
                     faces.append(FaceTruth(move.actor, points, box, float(inside)))
-            truth.append(FrameTruth(len(frames), shot_index, faces))
+            truth.append(FrameTruth(len(frames), shot_index, faces, ghosts=ghosts))
             frames.append(frame)
     for index, kind in scenario.bad_frames:
         if kind not in BAD_FRAME_KINDS:
