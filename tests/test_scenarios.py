@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 
 from runtime.backends import load_backend
+from runtime.composite import Actor, background, load_actor, paste, similarity
 from runtime.detect import FaceDetector, make_detector
 from runtime.landmarker import Landmarker
 from runtime.layouts import IBUG68, to_68
 from runtime.metrics import nme_per_image
-from runtime.scenario import (
-    SCENARIOS, Actor, Footage, background, load_actor, main as scenario_main, paste, render, similarity,
-)  # fmt: skip
+from runtime.scenario import SCENARIOS, Footage, render
+from runtime.scenario import main as scenario_main
 from runtime.tracker import FrameResult, Tracker, TrackerConfig
 
 REDETECT_EVERY = 10
@@ -271,7 +271,7 @@ def test_a_face_leaving_ends_its_track(runs):
     actor = "aflw2000_image01322"
     half_out = run.visible(actor, min_inside=0.5)[-1] + 1  # the landmarks' centre leaves the frame about here
     tracked = run.tracked(actor)
-    assert tracked == list(range(0, tracked[-1] + 1)) and len(run.ids_on(actor)) == 1
+    assert tracked == list(range(tracked[-1] + 1)) and len(run.ids_on(actor)) == 1
     assert half_out - 3 <= tracked[-1] <= half_out + 1, (tracked[-1], half_out)
     # And nothing lingers on the background it leaves behind.
     assert all(not faces for faces in run.seen[half_out + 2 :]), run.seen[half_out + 2 :]
