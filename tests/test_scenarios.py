@@ -524,11 +524,16 @@ def test_command_writes_video_and_truth(data, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_multishot_faces_found(runs):
+    """Item 7's footage: faces found (a track on a face in the truth) of all face-frames, measured."""
     run = runs("multishot_360")
-    truth_faces = sum(len(t.faces) for t in run.footage.truth)
-    found = sum(1 for faces in run.seen for s in faces if s.actor is not None)
-    on_background = sum(1 for faces in run.seen for s in faces if s.actor is None)
-    ids_per_actor = {a: len(run.ids_on(a)) for a in {f.actor for t in run.footage.truth for f in t.faces}}
-    print(f"\nmultishot_360: {found} of {truth_faces} face-frames tracked, {on_background} tracks on background, "
-          f"ids per actor {ids_per_actor}")
-    assert found >= 0.85 * truth_faces
+    truth = {(t.index, f.actor) for t in run.footage.truth for f in t.faces}
+    found = {(index, s.actor) for index, faces in enumerate(run.seen) for s in faces if s.actor is not None}
+    on_background = len(run.on(None))
+    actors_of: dict[int, set] = {}
+    for faces in run.seen:
+        for face in faces:
+            actors_of.setdefault(face.track_id, set()).add(face.actor)
+    switched = {track_id: actors for track_id, actors in actors_of.items() if len(actors - {None}) > 1}
+    print(f"\nmultishot_360: {len(found)} of {len(truth)} face-frames tracked, {on_background} track-frames on "
+          f"background, {len(actors_of)} ids, ids on two people: {switched}")
+    assert len(found) >= 0.9 * len(truth)
