@@ -26,7 +26,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,6 +123,13 @@ class Scenario:
     fps: float = 30.0
     bad_frames: tuple[tuple[int, str], ...] = ()  # (frame index, kind in BAD_FRAME_KINDS)
 
+    def __post_init__(self):
+        for index, kind in self.bad_frames:
+            if kind not in BAD_FRAME_KINDS:
+                raise unknown_name("bad frame kind", kind, BAD_FRAME_KINDS)
+            if not 0 <= index < self.frame_count:
+                raise UsageError(f"scenario {self.name}: bad frame {index} is outside its {self.frame_count} frames")
+
     @property
     def frame_count(self) -> int:
         return sum(shot.frames for shot in self.shots)
@@ -205,7 +212,7 @@ def _scenarios() -> dict[str, Scenario]:
 
 
 def _multishot(width: int, height: int) -> Scenario:
-    """Eight shots, 320 frames: 1-3 faces each, eleven different people, two shots of the close-up video."""
+    """Eight shots, 320 frames: 1-3 faces each, 12 annotated people, two shots of the close-up video."""
     cheer = "7_Cheering_Cheering_7_16_face"
     shots = (
         Shot(40, 11, (_still("aflw2000_image00050", 40, 0.22, 0.5, 0.34, (0.12, 0.0)),
@@ -226,8 +233,8 @@ def _multishot(width: int, height: int) -> Scenario:
     )  # fmt: skip
     return Scenario(
         f"multishot_{height}",
-        f"{width}x{height}, 320 frames in 8 shots: 1-3 faces each, 11 people, two shots of the close-up video "
-        "(faces entering, leaving, zooming), for speed and faces-found measurements",
+        f"{width}x{height}, 320 frames in 8 shots: 1-3 faces each, 12 annotated people, two shots of the close-up "
+        "video; faces entering, leaving, zooming; for speed and faces-found measurements",
         width, height, shots,
     )  # fmt: skip
 
@@ -286,26 +293,36 @@ class Footage:
 
     def to_json(self) -> dict:
         """The truth as plain JSON types (points rounded to 1/1000 pixel)."""
-        scenario = self.scenario
-        starts = [0] + scenario.cuts
-        return {
-            "scenario": scenario.name,
-            "description": scenario.description,
-            "width": scenario.width,
-            "height": scenario.height,
-            "fps": scenario.fps,
-            "frame_count": scenario.frame_count,
-            "convention": "pixel centres at integers; points in iBUG-68 order; each annotation's own origin",
-            "actors": self.actors,
-            "cuts": scenario.cuts,
-            "shots": [
-                {"index": index, "start": start, "stop": start + shot.frames, "background": shot.background,
-                 "video": shot.video or None,
-                 "actors": ["face_closeup"] if shot.video else [move.actor for move in shot.moves]}
-                for index, (start, shot) in enumerate(zip(starts, scenario.shots))
-            ],
-            "frames": [_frame_json(frame) for frame in self.truth],
-        }
+        return truth_json(self.scenario, self.truth, self.actors)
+
+
+def truth_json(scenario: Scenario, truth: list[FrameTruth], actors: dict[str, str]) -> dict:
+    """A scenario's truth as plain JSON types (points rounded to 1/1000 pixel).
+
+    Args:
+        scenario: what was rendered.
+        truth: one :class:`FrameTruth` per frame.
+        actors: actor name -> photograph, relative to the data folder.
+    """
+    starts = [0] + scenario.cuts
+    return {
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "width": scenario.width,
+        "height": scenario.height,
+        "fps": scenario.fps,
+        "frame_count": scenario.frame_count,
+        "convention": "pixel centres at integers; points in iBUG-68 order; each annotation's own origin",
+        "actors": actors,
+        "cuts": scenario.cuts,
+        "shots": [
+            {"index": index, "start": start, "stop": start + shot.frames, "background": shot.background,
+             "video": shot.video or None,
+             "actors": ["face_closeup"] if shot.video else [move.actor for move in shot.moves]}
+            for index, (start, shot) in enumerate(zip(starts, scenario.shots))
+        ],
+        "frames": [_frame_json(frame) for frame in truth],
+    }
 
 
 def _box(points: np.ndarray) -> np.ndarray:
@@ -359,42 +376,32 @@ def _garble(frame: np.ndarray, seed: int) -> np.ndarray:
     return out
 
 
-def render(scenario: Scenario | str, data_dir: str | Path | None = None) -> Footage:
-    """Compose a scenario's frames and their exact truth.
+def compose(
+    scenario: Scenario, data_dir: str | Path | None = None, actors: dict[str, Actor] | None = None
+) -> Iterator[tuple[np.ndarray | None, FrameTruth]]:
+    """A scenario's frames and their exact truth, one at a time (a dropped frame is ``None``).
 
     Args:
-        scenario: a :class:`Scenario` or a registered name.
+        scenario: what to compose.
         data_dir: the shared data folder (default :func:`default_data_dir`).
+        actors: filled with the actors used, by name (they are loaded on first use).
 
     Raises:
         ScenarioError: missing or unreadable data.
-        UsageError: an unknown scenario name.
     """
-    if isinstance(scenario, str):
-        scenario = get_scenario(scenario)
     data = Path(data_dir) if data_dir else default_data_dir()
     width, height = scenario.width, scenario.height
-    actors: dict[str, Actor] = {}
-    frames: list[np.ndarray | None] = []
-    truth: list[FrameTruth] = []
+    actors = {} if actors is None else actors
+    bad = dict(scenario.bad_frames)
+    index = 0
     for shot_index, shot in enumerate(scenario.shots):
         backdrop = background(width, height, shot.background)
         video = _video_frames(data / shot.video, shot.video_start, shot.frames) if shot.video else None
         for local in range(shot.frames):
             frame = backdrop.copy()
-            faces, ghosts = [], []
+            truth = FrameTruth(index, shot_index, [])
             if video is not None:
-                source = video[local]
-                scale = height / source.shape[0]
-                size = (max(1, round(source.shape[1] * scale)), height)
-                fitted = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
-                left = (width - size[0]) // 2
-                if left >= 0:
-                    frame[:, left : left + size[0]] = fitted
-                else:  # wider than the frame: its middle
-                    frame[:] = fitted[:, -left : -left + width]
-                region = np.array([left - 0.5, -0.5, left + size[0] - 0.5, height - 0.5])
-                faces.append(FaceTruth("face_closeup", None, region))
+                truth.faces.append(_fit_video(frame, video[local]))
             for move in shot.moves:
                 key = move.at(local)
                 if key is None:
@@ -405,37 +412,82 @@ def render(scenario: Scenario | str, data_dir: str | Path | None = None) -> Foot
                 matrix = similarity(actor, key.x * width, key.y * height, key.size * height, key.angle)
                 points = paste(frame, actor, matrix)
                 if move.ghost:
-                    ghosts.append(FaceTruth(move.actor, points, _box(points)))
+                    truth.ghosts.append(FaceTruth(move.actor, points, _box(points)))
                     continue
                 inside = np.mean((points[:, 0] > -0.5) & (points[:, 0] < width - 0.5)
                                  & (points[:, 1] > -0.5) & (points[:, 1] < height - 0.5))  # fmt: skip
                 if inside > 0:
-                    faces.append(FaceTruth(move.actor, points, _box(points), float(inside)))
-            truth.append(FrameTruth(len(frames), shot_index, faces, ghosts=ghosts))
-            frames.append(frame)
-    for index, kind in scenario.bad_frames:
-        if kind not in BAD_FRAME_KINDS:
-            raise unknown_name("bad frame kind", kind, BAD_FRAME_KINDS)
-        if not 0 <= index < len(frames):
-            raise ScenarioError(f"scenario {scenario.name}: bad frame {index} is outside its {len(frames)} frames")
-        truth[index].bad = kind
-        if kind == "none":
-            frames[index], truth[index].faces = None, []
-        elif kind == "tiny":
-            frames[index], truth[index].faces = np.full((1, 1, 3), 127, np.uint8), []
-        else:
-            frames[index] = _garble(frames[index], index)
-    return Footage(scenario, frames, truth, {name: actor.source for name, actor in actors.items()})
+                    truth.faces.append(FaceTruth(move.actor, points, _box(points), float(inside)))
+            if index in bad:
+                frame, truth.bad = _bad_frame(frame, bad[index], index), bad[index]
+                if frame is None or frame.shape[:2] != (height, width):
+                    truth.faces = []
+            yield frame, truth
+            index += 1
 
 
-def write_footage(footage: Footage, video_path: str | Path, truth_path: str | Path | None = None) -> None:
-    """Write the frames as an MP4 (``mp4v``) and the truth as JSON, each under a temporary name first.
+def _fit_video(frame: np.ndarray, source: np.ndarray) -> FaceTruth:
+    """Put a video frame, scaled to the frame's height, in the middle of ``frame``; the face's truth."""
+    height, width = frame.shape[:2]
+    size = (max(1, round(source.shape[1] * height / source.shape[0])), height)
+    fitted = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
+    left = (width - size[0]) // 2
+    if left >= 0:
+        frame[:, left : left + size[0]] = fitted
+    else:  # wider than the frame: its middle
+        frame[:] = fitted[:, -left : -left + width]
+    return FaceTruth("face_closeup", None, np.array([left - 0.5, -0.5, left + size[0] - 0.5, height - 0.5]))
 
-    A dropped or 1x1 frame is written as a black frame (the truth names it).
+
+def _bad_frame(frame: np.ndarray, kind: str, index: int) -> np.ndarray | None:
+    if kind == "none":
+        return None
+    if kind == "tiny":
+        return np.full((1, 1, 3), 127, np.uint8)
+    return _garble(frame, index)
+
+
+def render(scenario: Scenario | str, data_dir: str | Path | None = None) -> Footage:
+    """Every frame of a scenario and its exact truth, in memory (see :func:`compose`).
+
+    Raises:
+        ScenarioError: missing or unreadable data.
+        UsageError: an unknown scenario name.
+    """
+    if isinstance(scenario, str):
+        scenario = get_scenario(scenario)
+    actors: dict[str, Actor] = {}
+    frames, truth = [], []
+    for frame, frame_truth in compose(scenario, data_dir, actors):
+        frames.append(frame)
+        truth.append(frame_truth)
+    return Footage(scenario, frames, truth, _sources(actors))
+
+
+def write_scenario(
+    scenario: Scenario | str, video_path: str | Path = "", truth_path: str | Path = "", data_dir: str | Path | None = None
+) -> None:
+    """Write a scenario as an MP4 (``mp4v``) and/or its truth as JSON, frame by frame (flat memory).
+
+    Each file is written under a temporary name beside it and renamed when complete, the video last. A
+    dropped or 1x1 frame is written as a black frame (the truth names it).
+
+    Raises:
+        ScenarioError: missing data, or a video OpenCV cannot write.
+        UsageError: an unknown scenario name, or nothing to write.
     """
     from runtime.card import atomic_write_bytes
 
-    scenario = footage.scenario
+    if isinstance(scenario, str):
+        scenario = get_scenario(scenario)
+    if not video_path and not truth_path:
+        raise UsageError("nothing to write: pass a video path and/or a truth path")
+    actors: dict[str, Actor] = {}
+    frames = compose(scenario, data_dir, actors)
+    if not video_path:
+        truth = [frame_truth for _, frame_truth in frames]
+        atomic_write_bytes(truth_path, json.dumps(truth_json(scenario, truth, _sources(actors))).encode())
+        return
     video_path = Path(video_path)
     video_path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{video_path.stem}.", suffix=f".partial{video_path.suffix}",
@@ -447,16 +499,25 @@ def write_footage(footage: Footage, video_path: str | Path, truth_path: str | Pa
         if not writer.isOpened():
             raise ScenarioError(f"{video_path}: OpenCV cannot write this video (use a .mp4 or .avi name)")
         black = np.zeros((scenario.height, scenario.width, 3), np.uint8)
-        for frame in footage.frames:
+        truth = []
+        for frame, frame_truth in frames:
             usable = frame is not None and frame.shape[:2] == (scenario.height, scenario.width)
             writer.write(frame if usable else black)
+            truth.append(frame_truth)
         writer.release()
         if truth_path:
-            atomic_write_bytes(truth_path, json.dumps(footage.to_json()).encode())
+            atomic_write_bytes(truth_path, json.dumps(truth_json(scenario, truth, _sources(actors))).encode())
+        umask = os.umask(0)  # mkstemp makes 0600 files; give the video the permissions open() would
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, video_path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _sources(actors: dict[str, Actor]) -> dict[str, str]:
+    return {name: actor.source for name, actor in actors.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -506,13 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not config.out and not config.truth:
         raise UsageError("nothing to write: pass --out VIDEO.mp4 and/or --truth TRUTH.json")
     scenario = get_scenario(config.name)
-    footage = render(scenario, config.data or None)
-    if config.out:
-        write_footage(footage, config.out, config.truth or None)
-    else:
-        from runtime.card import atomic_write_bytes
-
-        atomic_write_bytes(config.truth, json.dumps(footage.to_json()).encode())
+    write_scenario(scenario, config.out, config.truth, config.data or None)
     written = [path for path in (config.out, config.truth) if path]
     print(f"{scenario.name}: {scenario.frame_count} frames {scenario.width}x{scenario.height}, "
           f"{len(scenario.shots)} shot(s); wrote {', '.join(written)}")  # fmt: skip

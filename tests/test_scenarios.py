@@ -486,7 +486,7 @@ def test_scenarios_are_what_they_say(footage):
         scenario = SCENARIOS[name]
         assert scenario.frame_count == 320 and len(scenario.cuts) == 7
         people = {move.actor for shot in scenario.shots for move in shot.moves}
-        assert len(people) >= 10
+        assert len(people) == 12
         assert all(1 <= len(shot.moves) <= 3 or shot.video for shot in scenario.shots)
         assert sum(bool(shot.video) for shot in scenario.shots) == 2
     assert (SCENARIOS["multishot_720"].width, SCENARIOS["multishot_360"].width) == (1280, 640)
