@@ -39,7 +39,7 @@ SETTLE = 3
 RAW_NME_MARGIN = 2.0
 NME_MARGIN = 8.0
 SHORT = ("one_face", "enter", "leave", "two_faces", "cut", "size_jump", "ghost", "bad_frames")
-CUT_NOT_LANDED = pytest.mark.xfail(strict=True, reason="issue 8: cut detection not landed yet")
+CUT_NOT_LANDED = pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 8: cut detection not landed yet")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -83,6 +83,8 @@ class Run:
 
 
 def judge(faces, truth) -> list[Seen]:
+    """The tracker's faces in one frame against that frame's truth: each is on the actor whose truth box
+    holds its centre (the nearest, where boxes overlap), or on background."""
     seen = []
     for face in faces:
         points = to_68(face.points)
@@ -177,6 +179,7 @@ def settled_frames(run: Run) -> list[tuple[int, Seen]]:
             for before, after in zip(move.keys, move.keys[1:]):
                 if after.frame == before.frame + 1 and abs(after.size / before.size - 1) > 0.2:
                     events.add(shot_start + after.frame)
+    visible = {actor: set(run.visible(actor)) for actor in {f.actor for t in run.footage.truth for f in t.faces}}
     settled = []
     for index, faces in enumerate(run.seen):
         if any(index - SETTLE < event <= index for event in events):
@@ -186,7 +189,7 @@ def settled_frames(run: Run) -> list[tuple[int, Seen]]:
                 continue
             window = range(index - SETTLE, index + 1)
             started = all(w >= 0 and any(s.track_id == face.track_id for s in run.seen[w]) for w in window)
-            in_view = all(w in set(run.visible(face.actor)) for w in window)
+            in_view = all(w in visible[face.actor] for w in window)
             if started and in_view:
                 settled.append((index, face))
     return settled
@@ -198,7 +201,7 @@ def settled_frames(run: Run) -> list[tuple[int, Seen]]:
 
 @pytest.mark.parametrize(
     "name", [n for n in SHORT if n != "size_jump"]
-    + [pytest.param("size_jump", marks=pytest.mark.xfail(strict=True, reason=(
+    + [pytest.param("size_jump", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
         "issue 8: after a zoom the old track keeps a small face inside the large one (NME ~46 %) beside "
         "a second track the next re-detection starts; nothing ends or merges it")))],
 )  # fmt: skip
@@ -219,7 +222,7 @@ def test_positions_of_settled_faces(name, runs, landmarker):
 
 @pytest.mark.parametrize(
     "name", [n for n in SHORT if n != "size_jump"]
-    + [pytest.param("size_jump", marks=pytest.mark.xfail(strict=True, reason=(
+    + [pytest.param("size_jump", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
         "issue 8: a second track starts on the zoomed face while the first still holds a small face in it")))],
 )  # fmt: skip
 def test_never_two_tracks_on_one_face(name, runs):
@@ -247,7 +250,8 @@ def test_an_id_stays_on_one_person(name, runs):
     starts = [0] + run.footage.scenario.cuts + [len(run.seen)]
     for start, stop in zip(starts, starts[1:]):
         for actor in {f.actor for t in run.footage.truth[start:stop] for f in t.faces}:
-            assert len(run.ids_on(actor, range(start, stop))) <= 1, (actor, start, run.ids_on(actor, range(start, stop)))
+            ids = run.ids_on(actor, range(start, stop))
+            assert len(ids) <= 1, (actor, start, ids)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -272,9 +276,11 @@ def test_a_face_leaving_ends_its_track(runs):
     half_out = run.visible(actor, min_inside=0.5)[-1] + 1  # the landmarks' centre leaves the frame about here
     tracked = run.tracked(actor)
     assert tracked == list(range(tracked[-1] + 1)) and len(run.ids_on(actor)) == 1
-    assert half_out - 3 <= tracked[-1] <= half_out + 1, (tracked[-1], half_out)
+    # Measured: half out at 33, last tracked 34 (the size check drops the collapsing landmarks); without
+    # the size check 36, without any plausibility check a track stays on the background to the end.
+    assert half_out - 3 <= tracked[-1] <= half_out + 2, (tracked[-1], half_out)
     # And nothing lingers on the background it leaves behind.
-    assert all(not faces for faces in run.seen[half_out + 2 :]), run.seen[half_out + 2 :]
+    assert all(not faces for faces in run.seen[half_out + 3 :]), run.seen[half_out + 3 :]
 
 
 def test_a_second_face_is_picked_up_at_the_next_detection(runs):
@@ -309,13 +315,15 @@ def test_a_cut_ends_every_track_and_new_faces_get_new_ids(runs):
 
 
 def test_after_a_cut_no_track_stays_on_the_background(runs):
-    """Cut at 71: the face moves elsewhere. The old track, left on background, goes within 3 frames
-    (its landmarks collapse and the size check drops them); the new face is found at the latest by
-    the re-detection after that, when no track is left (the detector then runs every frame)."""
+    """Cut at 71: the face moves elsewhere. The old track, left on background, is gone within 4 frames
+    (measured: on the background at 71 and 72, then its landmarks collapse and the size check drops
+    them; without the size check it stays to 75, without any plausibility check to the next three
+    re-detections); the new face is found as soon as no track is left (the detector then runs every
+    frame)."""
     run = runs("cut")
     cut = run.footage.scenario.cuts[1]
     on_background = [index for index, _ in run.on(None)]
-    assert all(cut <= index < cut + 3 for index in on_background), on_background
+    assert all(cut <= index < cut + 4 for index in on_background), on_background
     new_face = run.footage.truth[cut].faces[0].actor
     assert run.tracked(new_face)[0] <= cut + 4
     assert run.tracked(new_face) == list(range(run.tracked(new_face)[0], len(run.seen)))
@@ -325,15 +333,15 @@ def test_after_a_cut_no_track_stays_on_the_background(runs):
 # Size jump
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "issue 8: after a zoom the old track keeps a small face inside the large one beside a second track"))  # fmt: skip
 def test_a_size_jump_is_followed_within_one_detection(runs, landmarker):
+    """After each jump, from SETTLE frames past the next re-detection to the next jump: one track on the
+    face, in place."""
     run = runs("size_jump")
     actor = "300w_indoor_029"
-    jumps = [28, 54]
-    for jump in jumps:
-        window = range(jump + next_detection(jump) - jump + SETTLE, jump + REDETECT_EVERY + 2 * SETTLE)
-        for index in window:
+    for jump, next_jump in [(28, 54), (54, len(run.seen))]:
+        for index in range(next_detection(jump) + SETTLE, next_jump):
             faces = [s for s in run.seen[index] if s.actor == actor]
             assert len(faces) == 1, (index, run.seen[index])
             assert faces[0].nme <= baseline(run, landmarker, actor) + NME_MARGIN, (index, faces[0])
@@ -347,16 +355,16 @@ def test_a_size_jump_is_followed_within_one_detection(runs, landmarker):
 class WithFalseBoxes(FaceDetector):
     """The real detector plus a made-up face box on background at given frames (the test tells it the frame)."""
 
-    def __init__(self, detector: FaceDetector, box, frames):
+    def __init__(self, detector: FaceDetector, box, frames, frame_size: tuple[int, int]):
+        super().__init__(detector.params)
         self.detector, self.box, self.frames = detector, np.asarray(box, np.float32), set(frames)
-        self.params = detector.params
         self.name = f"{detector.name}+false"
-        self.frame = -1
-        self.full_size = None
+        self.frame = -1  # set by the test before each frame
+        self.frame_size = frame_size  # (height, width): only full-frame searches get the false box
 
     def detect(self, frame_bgr):
         boxes, scores = self.detector.detect(frame_bgr)
-        if self.frame in self.frames and frame_bgr.shape[:2] == self.full_size:
+        if self.frame in self.frames and frame_bgr.shape[:2] == self.frame_size:
             boxes, scores = np.vstack([boxes, self.box[None]]), np.append(scores, np.float32(0.9))
         return boxes, scores
 
@@ -373,8 +381,7 @@ def test_a_false_detection_leaves_no_lasting_track(footage, landmarker, yunet):
     assert not any(ghost[0] <= x <= ghost[2] and ghost[1] <= y <= ghost[3] for x, y in centres), (
         "YuNet finds the ghost face: the made-up box would not be a false detection")
     box = landmarker.box_conversion.landmarks_to_detector(ghost[None])[0]
-    detector = WithFalseBoxes(yunet, box, [false_frame])
-    detector.full_size = (clip.scenario.height, clip.scenario.width)
+    detector = WithFalseBoxes(yunet, box, [false_frame], (clip.scenario.height, clip.scenario.width))
 
     def tell(index: int) -> None:
         detector.frame = index
@@ -410,7 +417,7 @@ def test_bad_frames_do_not_stop_tracking(runs):
     assert all(index - 1 in bad for index in missing), missing
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "Tracker.process takes any change of frame size for a new video and resets, so one 1x1 frame ends the "
     "track and the face comes back under a new id"))  # fmt: skip
 def test_a_tiny_frame_keeps_the_track(runs):
