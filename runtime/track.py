@@ -261,7 +261,8 @@ class Outputs:
                 for face in result.faces
             )
             if self.stills and not result.faces:  # an image without a face: a row that says so (no id, no points)
-                self._csv_writer.writerow([result.index, *image, "", "no face" if not result.error else "unreadable"])
+                reason = "no face" if not result.error else "too small" if result.error.startswith("too small") else "unreadable"
+                self._csv_writer.writerow([result.index, *image, "", reason])
         if self.config.save_frames and frame is not None and result.faces and result.index % self.config.save_every == 0:
             save_pseudo_label(Path(self.config.save_frames), result.index, frame, result.faces[0].raw_points)
         if self._json_stream is not None:

@@ -55,6 +55,11 @@ logger = logging.getLogger(__name__)
 # (after the detector's own ``scale``; Haar's smallest window is 24).
 CONFIRM_REGION = 2.0
 CONFIRM_FACE_PX = (56.0, 96.0)
+# A frame whose shorter side is below this is a broken frame (a decoder hiccup, a 1x1 placeholder), not a
+# new video: it is skipped and the tracks go on, where a real change of size resets them.
+MIN_FRAME_SIDE = 16
+# Weight of each new frame in a track's running mean face signature (about the last 10 frames).
+REFERENCE_WEIGHT = 0.1
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,7 @@ class _Track:
     box: np.ndarray = field(default_factory=lambda: np.zeros(4))
     size: float = 1.0  # face size of ``points`` (runtime.smoothing.face_size)
     signature: np.ndarray | None = None  # colour signature of the face in the last frame (runtime.appearance)
+    reference: np.ndarray | None = None  # a slow running mean of those signatures: the face as it usually looks
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -193,6 +199,10 @@ class Tracker:
         except FrameError as error:
             logger.warning("frame %d skipped: %s", self.frame_index, error)
             return FrameResult(self.frame_index, [], error=str(error), seconds=time.perf_counter() - started)
+        if min(image.shape[:2]) < MIN_FRAME_SIDE:
+            error = f"too small: a frame of {image.shape[1]}x{image.shape[0]} pixels cannot hold a face (a broken frame?)"
+            logger.warning("frame %d skipped: %s", self.frame_index, error)
+            return FrameResult(self.frame_index, [], error=error, seconds=time.perf_counter() - started)
         if self.frame_shape is not None and image.shape[:2] != self.frame_shape:
             logger.warning("frame %d: size changed %s -> %s; re-detecting", self.frame_index, self.frame_shape, image.shape[:2])
             self.reset()
@@ -239,7 +249,8 @@ class Tracker:
             for points, confidence in zip(result.points, result.face_confidence):
                 box, size = _box_and_size(points)
                 if self._plausible(points, confidence, size, None):
-                    track = _Track(self._next_id, points, self._new_smoother(), signature=face_signature(image, box))
+                    signature = face_signature(image, box)
+                    track = _Track(self._next_id, points, self._new_smoother(), signature=signature, reference=signature)
                     self._next_id += 1
                     self.tracks.append(track)
                     faces.append(self._update(track, points, box, size, confidence, timestamp_s))
@@ -258,17 +269,24 @@ class Tracker:
         return previous is not None and differs(previous, signature, self.config.cut_distance, CUT_GREY_DISTANCE)
 
     def _same_face(self, track: _Track, image: np.ndarray, box: np.ndarray) -> bool:
-        """Whether the face under ``track``'s new ``box`` still looks like its face of the last frame
-        (updates the track's signature when it does)."""
+        """Whether the face under ``track``'s new ``box`` still looks like its face (updates the track's
+        signatures when it does).
+
+        Another face differs from both the last frame's signature and the running mean of the track's;
+        a single broken frame (smeared by the decoder) differs from the last only, and the face after it
+        matches the mean again, so the id survives it.
+        """
         if self.config.face_change_distance >= 1:
             return True
         signature = face_signature(image, box)
-        if signature is None or track.signature is None:
-            track.signature = signature
+        if signature is None or track.signature is None or track.reference is None:
+            track.signature = track.reference = signature
             return True
-        if differs(track.signature, signature, self.config.face_change_distance, FACE_CHANGE_GREY_DISTANCE):
+        thresholds = (self.config.face_change_distance, FACE_CHANGE_GREY_DISTANCE)
+        if differs(track.signature, signature, *thresholds) and differs(track.reference, signature, *thresholds):
             return False
         track.signature = signature
+        track.reference = (1 - REFERENCE_WEIGHT) * track.reference + REFERENCE_WEIGHT * signature
         return True
 
     def _merge_overlapping(self, faces: list[Face]) -> list[Face]:

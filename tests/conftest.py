@@ -101,12 +101,6 @@ def pfld_onnx() -> Path:
 
 
 @pytest.fixture(scope="session")
-def yunet_onnx() -> Path:
-    """The YuNet face detector (Apache-2.0), read by cv2.FaceDetectorYN (OpenCV >= 4.8)."""
-    return _require(DATA / "models" / "yunet" / "face_detection_yunet_2023mar.onnx")
-
-
-@pytest.fixture(scope="session")
 def openseeface_onnx() -> Path:
     """OpenSeeFace's model 0 (BSD-2-Clause): 224x224 RGB, 66 heatmaps + 2 x 66 offset maps."""
     return _require(DATA / "models" / "openseeface" / "lm_model0_opt.onnx")

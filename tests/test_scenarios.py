@@ -3,8 +3,7 @@ that runtime.scenario composes from real annotated faces, with exact truth for e
 
 Each scenario asserts ids (one per face within a shot, a new id for a new face, never two tracks on one
 face), the frames covered (when a track must start and end, derived from ``REDETECT_EVERY``) and
-positions (inter-ocular NME of the smoothed points against the truth). Behaviour the tracker does not
-have yet is written as it should be and marked ``xfail(strict=True)``: it flips when it lands.
+positions (inter-ocular NME of the smoothed points against the truth).
 """
 from __future__ import annotations
 
@@ -39,7 +38,6 @@ SETTLE = 3
 RAW_NME_MARGIN = 2.0
 NME_MARGIN = 8.0
 SHORT = ("one_face", "enter", "leave", "two_faces", "cut", "size_jump", "ghost", "bad_frames")
-CUT_NOT_LANDED = pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 8: cut detection not landed yet")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -199,12 +197,7 @@ def settled_frames(run: Run) -> list[tuple[int, Seen]]:
 # Every scenario: positions, no duplicates, no id on two people
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in SHORT if n != "size_jump"]
-    + [pytest.param("size_jump", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-        "issue 8: after a zoom the old track keeps a small face inside the large one (NME ~46 %) beside "
-        "a second track the next re-detection starts; nothing ends or merges it")))],
-)  # fmt: skip
+@pytest.mark.parametrize("name", SHORT)
 def test_positions_of_settled_faces(name, runs, landmarker):
     run = runs(name)
     settled = settled_frames(run)
@@ -220,11 +213,7 @@ def test_positions_of_settled_faces(name, runs, landmarker):
     assert worst[0] <= NME_MARGIN, worst
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in SHORT if n != "size_jump"]
-    + [pytest.param("size_jump", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-        "issue 8: a second track starts on the zoomed face while the first still holds a small face in it")))],
-)  # fmt: skip
+@pytest.mark.parametrize("name", SHORT)
 def test_never_two_tracks_on_one_face(name, runs):
     run = runs(name)
     for index, faces in enumerate(run.seen):
@@ -232,9 +221,7 @@ def test_never_two_tracks_on_one_face(name, runs):
         assert len(actors) == len(set(actors)), (index, faces)
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in SHORT if n != "cut"] + [pytest.param("cut", marks=CUT_NOT_LANDED)]
-)
+@pytest.mark.parametrize("name", SHORT)
 def test_an_id_stays_on_one_person(name, runs):
     """An id is never on two different actors, and each actor keeps one id through a shot (after a
     zoom a new id is fair; a 1x1 frame has its own test, test_a_tiny_frame_keeps_the_track)."""
@@ -300,7 +287,6 @@ def test_a_second_face_is_picked_up_at_the_next_detection(runs):
 # Cuts
 
 
-@CUT_NOT_LANDED
 def test_a_cut_ends_every_track_and_new_faces_get_new_ids(runs):
     run = runs("cut")
     cuts = run.footage.scenario.cuts
@@ -333,8 +319,6 @@ def test_after_a_cut_no_track_stays_on_the_background(runs):
 # Size jump
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "issue 8: after a zoom the old track keeps a small face inside the large one beside a second track"))  # fmt: skip
 def test_a_size_jump_is_followed_within_one_detection(runs, landmarker):
     """After each jump, from SETTLE frames past the next re-detection to the next jump: one track on the
     face, in place."""
@@ -417,9 +401,6 @@ def test_bad_frames_do_not_stop_tracking(runs):
     assert all(index - 1 in bad for index in missing), missing
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Tracker.process takes any change of frame size for a new video and resets, so one 1x1 frame ends the "
-    "track and the face comes back under a new id"))  # fmt: skip
 def test_a_tiny_frame_keeps_the_track(runs):
     run = runs("bad_frames")
     assert len(run.ids_on("aflw2000_image02616")) == 1
