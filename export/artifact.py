@@ -86,6 +86,12 @@ def embedded_card(model: onnx.ModelProto) -> Card | None:
     return None
 
 
+def graph_sha256(model: onnx.ModelProto) -> str:
+    """The ``model_sha256`` of an ONNX model's card: its graph, not the metadata that holds the card
+    (:func:`runtime.card.content_sha256` computes the same from the file)."""
+    return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
+
+
 def save_artifact(model: onnx.ModelProto, card: Card, output: str | Path) -> Path:
     """Embed ``card`` and write the model and its sidecar, each atomically.
 
@@ -95,7 +101,7 @@ def save_artifact(model: onnx.ModelProto, card: Card, output: str | Path) -> Pat
         The path of the written model.
     """
     output = Path(output)
-    card = card.with_changes(model_sha256=hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest())
+    card = card.with_changes(model_sha256=graph_sha256(model))
     embed_card(model, card)
     data = model.SerializeToString()
     atomic_write_bytes(output, data)

@@ -24,6 +24,7 @@ from export.artifact import (
     bytes_sha256,
     check_onnx,
     check_output_path,
+    graph_sha256,
     load_onnx,
     save_artifact,
     tool_versions,
@@ -137,6 +138,7 @@ def onnx_from_checkpoint(
             **({"quantization": quantization} if quantization else {}),
         }
     )
+    card = card.with_changes(model_sha256=graph_sha256(onnx_model))  # as save_artifact writes it
     save_artifact(onnx_model, card, output)
     logger.info(
         "exported %s -> %s in %.1f s (parity %.1e on %s)",

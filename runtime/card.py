@@ -118,8 +118,12 @@ class Card:
             raise UsageError(f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
 
     def with_changes(self, **changes) -> "Card":
-        """A copy with some fields replaced (e.g. precision and calibration for an INT8 artifact)."""
-        return replace(self, **changes)
+        """A copy with some fields replaced (e.g. precision and calibration for an INT8 artifact).
+
+        A changed card describes another artifact (another format, precision, model), so the copy
+        keeps no ``model_sha256`` unless one is given: the writer of that artifact hashes it.
+        """
+        return replace(self, **{"model_sha256": "", **changes})
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)

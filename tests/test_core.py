@@ -274,7 +274,7 @@ def test_the_embedded_card_is_the_authority_and_the_model_hash_is_checked(pfld_a
     assert card.model_sha256 == content_sha256(artifact)
     assert read_card(artifact) == card  # no sidecar: the embedded card
     write_card(artifact, card.with_changes(normalisation=card.normalisation.__class__("RGB", (0.5,) * 3, (0.5,) * 3)))
-    with pytest.raises(CardError, match=r"disagrees with the card inside model.onnx \(on normalisation\)"):
+    with pytest.raises(CardError, match=r"disagrees with the card inside model.onnx \(on .*normalisation\)"):
         read_card(artifact)
     write_card(artifact, card)
     assert read_card(artifact) == card
