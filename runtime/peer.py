@@ -5,6 +5,7 @@ Examples::
     python -m runtime.peer --video ../shared/data/video/face_closeup.mp4 --model pfld.onnx
     python -m runtime.peer --video ../shared/data/video/face_closeup.mp4 \\
         --model pfld.onnx --backend onnxruntime --model pfld_int8.xml --backend openvino --json peer.json
+    python -m runtime.peer --video scenario:multishot_360 --model pfld_int8.xml   # multi-shot, several people
 
 What is timed is the end-to-end figure of :func:`runtime.tracker.track_frames`: detect, track by the
 previous landmarks, crop, infer, decode and smooth every frame of a video decoded into memory
@@ -29,6 +30,7 @@ pins every contender to the same cores.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -589,7 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m runtime.peer",
         description="End-to-end tracker FPS against MediaPipe Face Mesh, side by side, interleaved.",
     )
-    parser.add_argument("--video", required=True, help="video decoded into memory by every contender")
+    parser.add_argument("--video", required=True,
+                        help="video decoded into memory by every contender, or scenario:NAME for footage runtime.scenario "
+                             "composes (e.g. scenario:multishot_360; see python -m runtime.scenario --list)")
     parser.add_argument("--model", action="append", default=[], metavar="ARTIFACT",
                         help="our artifact (repeatable; each is one contender)")  # fmt: skip
     parser.add_argument("--backend", action="append", default=[],
@@ -663,9 +667,24 @@ def write_json(path: str, report: dict) -> None:
     os.replace(temporary, target)
 
 
+SCENARIO_PREFIX = "scenario:"
+
+
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     config = config_from_args(build_parser().parse_args(argv))
+    if config.video.startswith(SCENARIO_PREFIX):  # footage composed from the shared faces, with truth
+        from runtime.scenario import write_scenario
+
+        with tempfile.TemporaryDirectory(prefix="edgemark-peer-") as folder:
+            name = config.video[len(SCENARIO_PREFIX):]
+            video = Path(folder) / f"{name}.mp4"
+            write_scenario(name, video)
+            return _run(dataclasses.replace(config, video=str(video)), argv)
+    return _run(config, argv)
+
+
+def _run(config: PeerConfig, argv: Sequence[str] | None) -> int:
     check_config(config)
     logger.info(
         "measuring %d contender(s) against MediaPipe: %d interleaved passes on %s",

@@ -248,3 +248,17 @@ def test_openvino_single_face_request_matches_the_dynamic_batch(pfld_artifact):
         batch = next(iter(backend.infer({name: inputs}).values()))
         single = np.concatenate([next(iter(backend.infer({name: inputs[i : i + 1]}).values())) for i in range(3)])
     assert single.shape == batch.shape == (3, 196) and np.allclose(single, batch, atol=1e-5)
+
+
+def test_a_scenario_is_composed_for_the_contenders(pfld_artifact, stand_in_peer, faces68_dir, tmp_path, capsys):
+    """--video scenario:NAME runs every contender on footage runtime.scenario composes (issue 8, item 7)."""
+    out = tmp_path / "peer.json"
+    code = main([
+        "--video", "scenario:two_faces", "--model", str(pfld_artifact), "--peer-python", sys.executable,
+        "--peer-script", str(stand_in_peer), "--reps", "1", "--max-frames", "30", "--warmup-frames", "1",
+        "--json", str(out),
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["frames"] == 30 and report["contenders"][0]["faces_found"] == 30
+    assert report["video"].endswith("two_faces.mp4")
