@@ -10,8 +10,9 @@ Specs (``--detector``):
   warning saying where to put the file.
 - ``yunet:path/to/face_detection_yunet_2023mar.onnx`` — the same with a file the user supplies.
   YuNet's five keypoints are not used to place the crop: on the 20 annotated faces the landmarks'
-  centre moved against the keypoints' mean by up to 0.7 eye-to-mouth distances with pose, against a
-  few hundredths of the box side against the box (``YUNET_BOX_CONVERSION``).
+  centre strayed from where the keypoints' mean put it by up to 0.7 eye-to-mouth distances (about a
+  quarter of the box side) with pose, from where the box put it (``YUNET_BOX_CONVERSION``) by at
+  most 0.14 of the box side.
 - ``haar`` — OpenCV's Haar cascade ``haarcascade_frontalface_default.xml`` from
   ``cv2.data.haarcascades``: needs nothing beyond the wheel, but only OpenCV 4.x has it (5.x removed
   ``cv2.CascadeClassifier`` and ships no cascades, hence the project's ``<5`` pin). Frontal and
