@@ -90,6 +90,10 @@ class Sample:
     source_image: Path | None = None
 
 
+# Larger than any image: a coordinate beyond it (or NaN, inf) is a broken annotation, refused where it enters.
+MAX_COORDINATE = 1e6
+
+
 def read_pts(path: str | Path) -> np.ndarray:
     """Read an iBUG/300-W ``.pts`` file into (K, 2) float32.
 
@@ -123,6 +127,11 @@ def read_pts(path: str | Path) -> np.ndarray:
                 points.append((float(values[0]), float(values[1])))
             except ValueError:
                 raise AnnotationError(f"{path}:{number}: expected two numbers 'x y', got '{line}'") from None
+            if not all(abs(value) < MAX_COORDINATE for value in points[-1]):  # NaN fails too
+                raise AnnotationError(
+                    f"{path}:{number}: coordinates '{line}' are not finite pixel positions (|value| < "
+                    f"{MAX_COORDINATE:.0e}); fix the annotation or leave the file out"
+                )
     if count is None or len(points) != count:
         raise AnnotationError(
             f"{path}: n_points says {count} but {len(points)} points were read; fix or re-export the file"
@@ -171,12 +180,19 @@ def _lines(path: Path, expected: str) -> list[tuple[int, str]]:
 
 
 def _numbers(values: list[str], path: Path, number: int, what: str) -> np.ndarray:
-    """Parse ``values`` as float64; a bad one raises naming the file, line and the value."""
+    """Parse ``values`` as float64; a bad or non-finite one raises naming the file, line and the value."""
     try:
-        return np.asarray([float(v) for v in values], dtype=np.float64)
+        numbers = np.asarray([float(v) for v in values], dtype=np.float64)
     except ValueError:
         bad = next(v for v in values if not _is_number(v))
         raise AnnotationError(f"{path}:{number}: {what}: '{bad}' is not a number") from None
+    absurd = ~(np.abs(numbers) < MAX_COORDINATE)
+    if absurd.any():
+        raise AnnotationError(
+            f"{path}:{number}: {what}: '{values[int(np.argmax(absurd))]}' is not a finite pixel value (|value| < "
+            f"{MAX_COORDINATE:.0e}); fix or remove this line"
+        )
+    return numbers
 
 
 def _is_number(text: str) -> bool:
@@ -223,6 +239,11 @@ def _parse_list_line(line: str, path: Path, number: int, expected_fields: int | 
     if len(values) == _WFLW_NUMBERS:
         points = values[: 2 * WFLW_POINTS].reshape(-1, 2)
         box = values[2 * WFLW_POINTS : 2 * WFLW_POINTS + 4]
+        if not (box[2] > box[0] and box[3] > box[1]):
+            raise AnnotationError(
+                f"{path}:{number}: face box {box.tolist()} has no area (x_max <= x_min or y_max <= y_min); "
+                "fix or remove this line"
+            )
         attributes = _flags(values[2 * WFLW_POINTS + 4 :], path, number)
     elif len(values) >= 2 and len(values) % 2 == 0:
         points, box, attributes = values.reshape(-1, 2), None, {}

@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import EdgemarkError, UsageError, cli_main
+from runtime.errors import EdgemarkError, UsageError, cli_main, unknown_name
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,20 @@ class ArtifactSpec:
         if separator and name in BACKENDS and path:
             return cls(path, name)
         return cls(str(text), backend)
+
+    @classmethod
+    def parse_existing(cls, text: str, backend: str | None = None) -> ArtifactSpec:
+        """:meth:`parse` for a command line: a file that does not exist, or a backend name that is not
+        one, is a typo said in one line up front rather than a failed row after minutes of work."""
+        from runtime.backends.registry import BACKENDS
+
+        spec = cls.parse(text, backend)
+        if not Path(spec.path).exists():
+            path, separator, name = str(text).rpartition("@")
+            if separator and path and Path(path).exists():
+                raise unknown_name("backend", name, list(BACKENDS))
+            raise UsageError(f"{text}: no such artifact file; pass PATH or PATH@BACKEND of an existing artifact")
+        return spec
 
     @property
     def label(self) -> str:
@@ -802,7 +816,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     config = BenchConfig(
-        artifacts=tuple(ArtifactSpec.parse(text, arguments.backend) for text in arguments.artifacts),
+        artifacts=tuple(ArtifactSpec.parse_existing(text, arguments.backend) for text in arguments.artifacts),
         device=arguments.device,
         threads=arguments.threads,
         batch=arguments.batch,

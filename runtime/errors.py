@@ -45,6 +45,21 @@ def unknown_name(kind: str, name: str, choices: Sequence[str]) -> UsageError:
     return UsageError(f"Unknown {kind} '{name}'. Valid: {valid}.{did_you_mean(name, choices)}")
 
 
+def os_error_line(error: OSError) -> str:
+    """One line for a file the system refused: which path, why, and what to do."""
+    path = error.filename if error.filename2 is None else f"{error.filename} -> {error.filename2}"
+    reason = error.strerror or type(error).__name__
+    hints = {
+        PermissionError: "choose a folder you can write to, or fix its permissions",
+        FileExistsError: "a file is in the way of a folder there: choose another path",
+        NotADirectoryError: "a part of that path is a file, not a folder: choose another path",
+        IsADirectoryError: "that is a folder: give a file name",
+        FileNotFoundError: "check the path",
+    }
+    hint = next((text for kind, text in hints.items() if isinstance(error, kind)), "check the path and the disk")
+    return f"{path}: {reason}; {hint}"
+
+
 def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
     """Decorate a command's ``main(argv) -> int`` so an :class:`EdgemarkError` becomes one line on stderr.
 
@@ -60,6 +75,11 @@ def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[
         except EdgemarkError as error:
             print(f"error: {error}", file=sys.stderr)
             return error.exit_code
+        except OSError as error:
+            if error.filename is None:  # not about a path the user gave: a bug, keep its traceback
+                raise
+            print(f"error: {os_error_line(error)}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130

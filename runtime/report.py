@@ -1206,6 +1206,8 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
+    for text in arguments.artifacts or ():
+        ArtifactSpec.parse_existing(text)  # a typo'd path is one line now, not a failed row at the end
     artifacts = expand_artifacts(arguments.artifacts, arguments.backends, arguments.checkpoint)
     if not artifacts:
         raise UsageError("no artifacts: pass --artifacts PATH[@BACKEND] ... and/or --checkpoint X.pt")

@@ -561,13 +561,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = TrackConfig(**vars(args))
     if (
-        config.redetect_every < 0 or config.max_faces < 1 or config.save_every < 1
+        config.redetect_every < 0 or config.max_faces < 1 or config.save_every < 1 or config.max_frames < 0
         or (config.detector_scale is not None and not 0 < config.detector_scale <= 1)
         or (config.min_face is not None and not 0 < config.min_face < 1)
     ):  # fmt: skip
         raise UsageError(
-            "--redetect-every must be >= 0, --max-faces >= 1, --save-every >= 1, --detector-scale in (0, 1] "
-            "and --min-face in (0, 1)"
+            "--redetect-every must be >= 0, --max-faces >= 1, --save-every >= 1, --max-frames >= 0 (0: all), "
+            "--detector-scale in (0, 1] and --min-face in (0, 1)"
         )
     summary = run_tracker(config)
     print(f"{summary['frames']} frames, a face in {summary['frames_with_faces']}, {summary['bad_frames']} bad, "

@@ -325,9 +325,7 @@ def _train(config: TrainConfig, distributed: Distributed) -> dict[str, Any]:
     if not distributed.is_main:
         logging.getLogger("train").setLevel(logging.WARNING)
     use_amp = config.amp and device.type == "cuda"
-    out_dir = Path(config.out_dir)
-    if distributed.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(config.out_dir)  # made once the data and the model are known good: a failed start leaves no folder
 
     layout = get_layout(config.layout)
     info = model_info(config.model)
@@ -369,6 +367,9 @@ def _train(config: TrainConfig, distributed: Distributed) -> dict[str, Any]:
 
     start_epoch, best_nme = 0, float("inf")
     resume = str(out_dir / "last.pt") if config.resume == "auto" else config.resume
+    if config.resume == "auto" and not Path(resume).is_file():
+        logger.info("--resume auto: no %s yet; starting afresh", resume)
+        resume = ""
     if resume:
         state = load_checkpoint(resume, map_location=device)
         if state["model_name"] != config.model or state["num_points"] != layout.num_points:
@@ -409,6 +410,8 @@ def _train(config: TrainConfig, distributed: Distributed) -> dict[str, Any]:
         seen = calibrate_ranges(model, itertools.islice(loader, config.qat_calibration_batches), device)
         logger.info("QAT: activation ranges calibrated (%s) on %d training images", config.qat_range, seen)
     criterion = heatmap_loss(config.loss)
+    if distributed.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     log = MetricsLog(out_dir, config.tensorboard) if distributed.is_main else None
     logger.info(
         "training %s (%s, %d points, %dpx) on %s x%d: %d samples, %d epochs, AMP %s",
