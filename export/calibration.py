@@ -152,3 +152,42 @@ def calibration_array_from_faces(
         write_calibration_array(output, crops.inputs, manifest)
         return read_calibration_array(output)
     return CalibrationSet(crops.inputs, manifest)
+
+
+def check_for_card(calibration: CalibrationSet, card: Card, path: str | Path) -> None:
+    """The samples must exist, be finite, have the model's input size and (when the manifest says) its
+    preprocessing: a set built for another crop or normalisation would calibrate the wrong ranges silently.
+
+    Raises:
+        CalibrationError: one line naming what differs and how to rebuild.
+    """
+    size = card.input_size
+    if len(calibration) < 1:
+        raise CalibrationError(f"{path}: holds no samples; build it from at least one face (300 is NNCF's default)")
+    if calibration.inputs.shape[1:] != (3, size, size):
+        raise CalibrationError(
+            f"{path}: samples are {calibration.inputs.shape[1:]} but the model takes (3, {size}, {size}); "
+            "build the calibration array with this model's card"
+        )
+    if not np.isfinite(calibration.inputs).all():
+        raise CalibrationError(
+            f"{path}: {int((~np.isfinite(calibration.inputs)).sum())} sample values are NaN or infinite; rebuild it "
+            "with python -m calib build"
+        )
+    preprocessing = calibration.manifest.get("preprocessing") if isinstance(calibration.manifest, dict) else None
+    if preprocessing:
+        expected = json.loads(
+            json.dumps(
+                {
+                    "input_size": size,
+                    "crop_rule": card.crop_rule.to_dict(),
+                    "normalisation": card.normalisation.to_dict(),
+                }
+            )
+        )
+        differing = sorted(key for key in expected if key in preprocessing and preprocessing[key] != expected[key])
+        if differing:
+            raise CalibrationError(
+                f"{path}: made with another {', '.join(differing)} than this model's card "
+                f"({', '.join(f'{k}={preprocessing[k]}' for k in differing)}); rebuild it with this model's card"
+            )

@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 
 from export.artifact import CardMismatch, ExportError, bytes_sha256, load_onnx, tool_versions
-from export.calibration import CalibrationError, CalibrationSet, read_calibration_array
+from export.calibration import CalibrationSet, check_for_card, read_calibration_array
 from export.evaluation import FaceCrops, ModelLoadError, OnnxRunner, crop_faces, frame_points, nme, run_in_batches
 from export.qdq import qdq_summary
 from runtime.annotations import read_pts_folder
@@ -268,7 +268,7 @@ def ir_from_onnx(config: IrConfig) -> Card:
         raise CardMismatch(f"{config.model}: card says precision {card.precision}; quantize the fp32 artifact")
     calibration = read_calibration_array(config.calibration) if config.int8 else None
     if calibration is not None:
-        check_calibration(calibration, card, config.calibration)
+        check_for_card(calibration, card, config.calibration)
     crops = _validation_crops(config.val_faces, card, calibration) if config.val_faces else None
 
     try:
@@ -424,35 +424,6 @@ def check_ir_output_path(output: str | Path, source: str | Path) -> Path:
     if Path(source).exists() and output.with_suffix(".bin").resolve() == Path(source).resolve():
         raise UsageError(f"{output}: its .bin would overwrite the input; choose another output name")
     return output
-
-
-def check_calibration(calibration: CalibrationSet, card: Card, path: Path) -> None:
-    """The samples must exist, have the model's input size and (when the manifest says) its preprocessing."""
-    size = card.input_size
-    if len(calibration) < 1:
-        raise CalibrationError(f"{path}: holds no samples; build it from at least one face (300 is NNCF's default)")
-    if calibration.inputs.shape[1:] != (3, size, size):
-        raise CalibrationError(
-            f"{path}: samples are {calibration.inputs.shape[1:]} but the model takes (3, {size}, {size}); "
-            "build the calibration array with this model's card"
-        )
-    preprocessing = calibration.manifest.get("preprocessing") if isinstance(calibration.manifest, dict) else None
-    if preprocessing:
-        expected = json.loads(
-            json.dumps(
-                {
-                    "input_size": size,
-                    "crop_rule": card.crop_rule.to_dict(),
-                    "normalisation": card.normalisation.to_dict(),
-                }
-            )
-        )
-        differing = sorted(key for key in expected if key in preprocessing and preprocessing[key] != expected[key])
-        if differing:
-            raise CalibrationError(
-                f"{path}: made with another {', '.join(differing)} than this model's card "
-                f"({', '.join(f'{k}={preprocessing[k]}' for k in differing)}); rebuild it with this model's card"
-            )
 
 
 def _quantized(ov_model, config: IrConfig, card: Card, calibration: CalibrationSet, crops: FaceCrops | None):

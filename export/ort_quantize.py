@@ -70,7 +70,7 @@ from export.artifact import (
     save_artifact,
     tool_versions,
 )
-from export.calibration import CalibrationError, CalibrationSet, read_calibration_array
+from export.calibration import CalibrationError, CalibrationSet, check_for_card, read_calibration_array
 from export.encodings import ENCODINGS, ENCODING_TARGETS, encode, qdq_from_ranges
 from export.evaluation import OnnxRunner
 from export.qdq import DECODE_OPS, check_trt_ready, float_tail, qdq_summary
@@ -624,13 +624,7 @@ def nodes_kept_float(model: onnx.ModelProto, keep_float: tuple[str, ...]) -> lis
 
 
 def _check_calibration(model: onnx.ModelProto, card: Card, calibration: CalibrationSet, config: Int8Config) -> None:
-    size = card.input_size
-    if calibration.inputs.shape[1:] != (3, size, size):
-        raise CalibrationError(
-            f"{config.calibration}: samples are {calibration.inputs.shape[1:]} but {config.model} takes "
-            f"(3, {size}, {size}); "
-            "build the calibration array with this model's card"
-        )
+    check_for_card(calibration, card, config.calibration)
     if len(calibration) < config.batch_size:
         raise CalibrationError(
             f"{config.calibration}: {len(calibration)} samples is fewer than --batch-size {config.batch_size}; "

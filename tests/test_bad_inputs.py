@@ -39,6 +39,7 @@ def bad(tmp_path_factory, pfld_artifact, faces68_dir):
         "nan_pts": folder / "nan_pts",
         "empty_dir": folder / "empty_dir",
         "marker": folder / "code_ran",
+        "other_card_npz": folder / "other_card.npz",
     }
     files["blocker"].write_text("a file")
     files["truncated"].write_bytes(pfld_artifact.read_bytes()[:2000])
@@ -53,6 +54,13 @@ def bad(tmp_path_factory, pfld_artifact, faces68_dir):
     lines = ["version: 1", "n_points: 68", "{", *["nan 1e30"] * 68, "}"]
     files["nan_pts"].joinpath(image.with_suffix(".pts").name).write_text("\n".join(lines))
     files["empty_dir"].mkdir()
+    from export.calibration import write_calibration_array
+    from runtime.card import read_card
+
+    card = read_card(pfld_artifact)  # the right size, but made for RGB ImageNet normalisation
+    write_calibration_array(files["other_card_npz"], np.zeros((16, 3, 112, 112), np.float32), {"preprocessing": {
+        "input_size": 112, "crop_rule": card.crop_rule.to_dict(),
+        "normalisation": {"channel_order": "RGB", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}})  # fmt: skip
     cv2.imwrite(str(folder / "tiny.png"), np.zeros((4, 4, 3), np.uint8))
     return files
 
@@ -77,11 +85,13 @@ def _cases():
         ("ort-truncated-model", "export.ort", ["--int8", "{truncated}", "--calib", "{garbage_npz}", "-o", "{out}/q.onnx"]),
         ("ort-missing-calib", "export.ort", ["--int8", "{pfld}", "--calib", "{out}/missing.npz", "-o", "{out}/q.onnx"]),
         ("ort-garbage-calib", "export.ort", ["--int8", "{pfld}", "--calib", "{garbage_npz}", "-o", "{out}/q.onnx"]),
+        ("ort-calib-for-another-card", "export.ort", ["--int8", "{pfld}", "--calib", "{other_card_npz}", "-o", "{out}/q.onnx"]),
         ("ort-missing-model", "export.ort", ["--int8", "{out}/missing.onnx", "--calib", "{garbage_npz}", "-o", "{out}/q.onnx"]),
         # export.openvino
         ("openvino-truncated-model", "export.openvino", ["{truncated}", "-o", "{out}/m.xml"]),
         ("openvino-missing-model", "export.openvino", ["{out}/missing.onnx", "-o", "{out}/m.xml"]),
         ("openvino-missing-calib", "export.openvino", ["{pfld}", "-o", "{out}/m.xml", "--int8", "--calib", "{out}/no.npz"]),
+        ("openvino-calib-for-another-card", "export.openvino", ["{pfld}", "-o", "{out}/m.xml", "--int8", "--calib", "{other_card_npz}"]),
         ("openvino-garbage-calib", "export.openvino", ["{pfld}", "-o", "{out}/m.xml", "--int8", "--calib", "{garbage_npz}"]),
         # export.verify
         ("verify-truncated-artifact", "export.verify", ["{truncated}", "--reference", "{pfld}", "--images", "{faces}"]),
