@@ -197,3 +197,26 @@ def test_a_damaged_cached_artifact_is_rebuilt_from_the_verified_download(tmp_pat
         read_card(artifact)
     assert fetch_model(cache_dir=cache, base_url=closed_port_url(), progress=False) == artifact
     assert artifact.read_bytes() == good
+
+
+def test_the_detector_is_fetched_verified_and_cached_like_a_model(tmp_path, serve, yunet_onnx):
+    """Issue 8: YuNet comes through the zoo (checksum while streaming, atomic cache, offline message)."""
+    from runtime.detect import make_detector
+    from runtime.zoo import fetch_file
+
+    yunet = ZOO["yunet"]
+    assert yunet.kind == "detector" and yunet.sha256 == file_sha256(yunet_onnx)
+    www = tmp_path / "www"
+    (www / "models").mkdir(parents=True)
+    (www / "models" / yunet.file_name).write_bytes(b"not the model")
+    cache = tmp_path / "cache"
+    with pytest.raises(ZooError, match="not the expected"):
+        fetch_file("yunet", cache_dir=cache, base_url=serve(www), progress=False)
+    assert cache_files(cache) == []
+    shutil.copyfile(yunet_onnx, www / "models" / yunet.file_name)
+    path = fetch_file("yunet", cache_dir=cache, base_url=serve(www), progress=False)
+    assert path == model_paths("yunet", cache)[0] and file_sha256(path) == yunet.sha256
+    assert fetch_file("yunet", cache_dir=cache, base_url=closed_port_url(), progress=False) == path  # cached
+    assert make_detector(f"yunet:{path}").name == "yunet"
+    with pytest.raises(UsageError, match="face detector, not a landmark model"):
+        fetch_model("yunet", cache_dir=cache)
