@@ -21,6 +21,10 @@ those flags, the annotated video and the per-frame landmarks are written to
 Ctrl-C write the outputs and exit 0. A bad frame is logged and skipped; the stream goes on. Files
 are written under hidden .NAME.partial-PID names and renamed when complete; the partial files of a
 killed run are removed by the next run that writes the same names.
+
+Faces are found by YuNet (fetched once by the model zoo; Haar, with a warning, when offline), up to
+--max-faces of them (default 4); an id stays with one face: a shot cut or another face under a track
+ends it, and the new face gets a new id.
 """
 from __future__ import annotations
 
