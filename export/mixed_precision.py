@@ -338,6 +338,14 @@ def fewest_float_points(
         low, high = (middle, high) if errors[middle] <= budget else (low, middle)
     chosen = list(order[low:])
     error = errors[low] if low else error_with(chosen)
+    if low == 0:  # nothing can be quantized within the budget: only the float model meets it
+        fewest = min(count for count in errors if count > 0)
+        raise ExportError(
+            f"--max-nme-drop {budget}: quantizing even the least harmful layer exceeds the budget "
+            f"(label-free NME {errors[fewest]:.3f} % with {fewest} of {len(order)} groups quantized on "
+            f"{len(probe.inputs)} validation inputs; all-INT8: {full_error:.3f} %); nothing written. Raise the budget, "
+            "or keep the FP32 model"
+        )
     if error > budget:
         raise ExportError(
             f"--max-nme-drop {budget}: no mixed-precision model within the budget was found "
