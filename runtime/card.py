@@ -168,14 +168,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
-        # mkstemp makes 0600 files; give the artifact the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
+        move_into_place(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def move_into_place(temporary: str | Path, path: str | Path) -> None:
+    """Rename a finished temporary file to ``path``, with the permissions a plain ``open()`` would give
+    (``mkstemp`` makes 0600 files)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
+    os.replace(temporary, path)
 
 
 def file_sha256(path: str | Path) -> str:

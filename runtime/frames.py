@@ -35,3 +35,38 @@ def as_bgr(frame) -> np.ndarray:
     if frame.ndim == 3 and frame.shape[2] == 4:
         return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGRA2BGR)
     raise FrameError(f"frame shape {frame.shape} is not an image; expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
+
+
+def read_video(path, max_frames: int = 0, start: int = 0) -> tuple[list[np.ndarray], float]:
+    """Decode a video file into memory: the one video reader of the report, the peer and the scenarios.
+
+    Args:
+        path: the video file.
+        max_frames: at most this many frames (0: to the end).
+        start: index of the first frame read.
+
+    Returns:
+        The (H, W, 3) uint8 BGR frames and the frame rate (30 when the file does not say).
+
+    Raises:
+        FrameError: OpenCV cannot open the file, or decodes no frame from it.
+    """
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise FrameError(f"{path}: OpenCV cannot open this video (unsupported codec or not a video file)")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    if start:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+    frames = []
+    try:
+        while not max_frames or len(frames) < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(frame)
+    finally:
+        capture.release()
+    if not frames:
+        raise FrameError(f"{path}: OpenCV opened it but decoded no frame{f' from frame {start}' if start else ''}; "
+                         "is the file complete?")
+    return frames, float(fps)

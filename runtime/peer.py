@@ -242,17 +242,9 @@ def _say(**message) -> None:
 
 def decode_video(path: str, max_frames: int = 0) -> list:
     """Every frame of ``path`` (the first ``max_frames`` when > 0), decoded once with OpenCV."""
-    import cv2
+    from runtime.frames import read_video
 
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while not max_frames or len(frames) < max_frames:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
+    return read_video(path, max_frames)[0]
 
 
 def serve_tracker(spec_json: str) -> None:

@@ -259,22 +259,13 @@ def read_faces(spec: str) -> Faces:
 
 def read_video(path: str, max_frames: int = 0) -> tuple[list[np.ndarray], float]:
     """Decode a video into memory (at most ``max_frames``, 0: all); returns the frames and the frame rate."""
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise ReportError(f"{path}: OpenCV cannot open this video (unsupported codec or not a video file)")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-    frames = []
+    from runtime.frames import FrameError
+    from runtime.frames import read_video as decode
+
     try:
-        while not max_frames or len(frames) < max_frames:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(frame)
-    finally:
-        capture.release()
-    if not frames:
-        raise ReportError(f"{path}: OpenCV opened it but decoded no frame; is the file complete?")
-    return frames, float(fps)
+        return decode(path, max_frames)
+    except FrameError as error:
+        raise ReportError(str(error)) from None
 
 
 # -------------------------------------------------------------------------------------------------

@@ -342,17 +342,12 @@ def _frame_json(frame: FrameTruth) -> dict:
 
 
 def _video_frames(path: Path, start: int, count: int) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise ScenarioError(f"{path}: OpenCV cannot open this video; pass --data DIR with video/face_closeup.mp4")
-    capture.set(cv2.CAP_PROP_POS_FRAMES, start)
-    frames = []
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    from runtime.frames import FrameError, read_video
+
+    try:
+        frames, _ = read_video(path, count, start)
+    except FrameError as error:
+        raise ScenarioError(f"{error}; pass --data DIR with video/face_closeup.mp4") from None
     if len(frames) < count:
         raise ScenarioError(f"{path}: {len(frames)} frames from frame {start}; the scenario needs {count}")
     return frames
@@ -476,7 +471,7 @@ def write_scenario(
         ScenarioError: missing data, or a video OpenCV cannot write.
         UsageError: an unknown scenario name, or nothing to write.
     """
-    from runtime.card import atomic_write_bytes
+    from runtime.card import atomic_write_bytes, move_into_place
 
     if isinstance(scenario, str):
         scenario = get_scenario(scenario)
@@ -507,10 +502,7 @@ def write_scenario(
         writer.release()
         if truth_path:
             atomic_write_bytes(truth_path, json.dumps(truth_json(scenario, truth, _sources(actors))).encode())
-        umask = os.umask(0)  # mkstemp makes 0600 files; give the video the permissions open() would
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, video_path)
+        move_into_place(temporary, video_path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -159,17 +159,9 @@ def video_calib(pfld_artifact, face_video, faces68_dir, tmp_path_factory) -> Pat
 @pytest.fixture(scope="session")
 def video_frames(face_video) -> list:
     """Every frame of the real close-up video, decoded once."""
-    import cv2
+    from runtime.frames import read_video
 
-    capture = cv2.VideoCapture(str(face_video))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
+    return read_video(face_video)[0]
 
 
 def randomise_batchnorm(model, weights: bool = False) -> None:

@@ -11,13 +11,13 @@ import json
 import math
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import pytest
 
 from runtime.backends import load_backend
 from runtime.composite import Actor, background, load_actor, paste, similarity
 from runtime.detect import FaceDetector, make_detector
+from runtime.frames import read_video
 from runtime.landmarker import Landmarker
 from runtime.layouts import IBUG68, to_68
 from runtime.metrics import nme_per_image
@@ -483,14 +483,7 @@ def test_scenarios_are_what_they_say(footage):
 def test_command_writes_video_and_truth(data, tmp_path, capsys):
     video, truth = tmp_path / "out" / "cut.mp4", tmp_path / "out" / "cut.json"
     assert scenario_main(["cut", "--out", str(video), "--truth", str(truth), "--data", str(data)]) == 0
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    frames, _ = read_video(video)
     assert len(frames) == 101 and frames[0].shape == (360, 480, 3)
     written = json.loads(truth.read_text())
     assert written["cuts"] == [37, 71] and len(written["frames"]) == 101
