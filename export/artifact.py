@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnx
 
-from runtime.card import METADATA_KEY, Card, atomic_write_bytes, sidecar_path, write_card
+from runtime.card import METADATA_KEY, Card, atomic_write_bytes, onnx_graph_sha256, sidecar_path, write_card
 from runtime.errors import EdgemarkError, first_line
 
 logger = logging.getLogger(__name__)
@@ -78,20 +78,6 @@ def embed_card(model: onnx.ModelProto, card: Card) -> None:
     model.metadata_props.add(key=METADATA_KEY, value=json.dumps(card.to_dict(), sort_keys=True))
 
 
-def embedded_card(model: onnx.ModelProto) -> Card | None:
-    """The card in a model's metadata, or ``None``."""
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            return Card.from_dict(json.loads(prop.value))
-    return None
-
-
-def graph_sha256(model: onnx.ModelProto) -> str:
-    """The ``model_sha256`` of an ONNX model's card: its graph, not the metadata that holds the card
-    (:func:`runtime.card.content_sha256` computes the same from the file)."""
-    return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
-
-
 def save_artifact(model: onnx.ModelProto, card: Card, output: str | Path) -> Path:
     """Embed ``card`` and write the model and its sidecar, each atomically.
 
@@ -101,7 +87,7 @@ def save_artifact(model: onnx.ModelProto, card: Card, output: str | Path) -> Pat
         The path of the written model.
     """
     output = Path(output)
-    card = card.with_changes(model_sha256=graph_sha256(model))
+    card = card.with_changes(model_sha256=onnx_graph_sha256(model))
     embed_card(model, card)
     data = model.SerializeToString()
     atomic_write_bytes(output, data)

@@ -24,14 +24,13 @@ from export.artifact import (
     bytes_sha256,
     check_onnx,
     check_output_path,
-    graph_sha256,
     load_onnx,
     save_artifact,
     tool_versions,
 )
 from export.evaluation import OnnxRunner, crop_faces
 from runtime.annotations import read_pts_folder
-from runtime.card import Card
+from runtime.card import Card, onnx_graph_sha256
 from runtime.errors import UsageError, first_line
 
 logger = logging.getLogger(__name__)
@@ -138,7 +137,7 @@ def onnx_from_checkpoint(
             **({"quantization": quantization} if quantization else {}),
         }
     )
-    card = card.with_changes(model_sha256=graph_sha256(onnx_model))  # as save_artifact writes it
+    card = card.with_changes(model_sha256=onnx_graph_sha256(onnx_model))  # as save_artifact writes it
     save_artifact(onnx_model, card, output)
     logger.info(
         "exported %s -> %s in %.1f s (parity %.1e on %s)",

@@ -212,6 +212,7 @@ def read_card(artifact: str | Path, verify: bool = True) -> Card:
     """
     artifact = Path(artifact)
     sidecar = sidecar_path(artifact)
+    model = _load_onnx(artifact) if artifact.suffix == ".onnx" and artifact.is_file() else None
     beside = None
     if sidecar.is_file():
         try:
@@ -220,10 +221,10 @@ def read_card(artifact: str | Path, verify: bool = True) -> Card:
             raise CardError(f"{sidecar}: card is not valid JSON ({error}); re-export the artifact") from None
         except OSError as error:
             raise CardError(f"{sidecar}: cannot read the card ({error.strerror or error})") from None
-    inside = embedded_card(artifact)
+    inside = onnx_card(model, artifact) if model is not None else _ir_card(artifact)
     if inside is not None and beside is not None and inside.to_dict() != beside.to_dict():
-        differing = sorted(key for key in set(inside.to_dict()) | set(beside.to_dict())
-                           if inside.to_dict().get(key) != beside.to_dict().get(key))  # fmt: skip
+        embedded, written = inside.to_dict(), beside.to_dict()
+        differing = sorted(key for key in set(embedded) | set(written) if embedded.get(key) != written.get(key))
         raise CardError(
             f"{sidecar} disagrees with the card inside {artifact.name} (on {', '.join(differing)}); the embedded card "
             f"is the authority: delete {sidecar.name} (or re-export) and run again"
@@ -235,7 +236,7 @@ def read_card(artifact: str | Path, verify: bool = True) -> Card:
             "export it with edgemark or import a third-party model with `python -m export.onnx --import ...`"
         )
     if verify and card.model_sha256 and artifact.is_file():
-        actual = content_sha256(artifact)
+        actual = onnx_graph_sha256(model) if model is not None else content_sha256(artifact)
         if actual != card.model_sha256:
             raise CardError(
                 f"{artifact}: the model's content does not match its card (sha256 {actual[:12]}, card says "
@@ -244,37 +245,49 @@ def read_card(artifact: str | Path, verify: bool = True) -> Card:
     return card
 
 
-def embedded_card(artifact: str | Path) -> Card | None:
-    """The card inside an ONNX model (metadata) or an OpenVINO IR (``rt_info``), or None.
+def onnx_card(model, source: str | Path = "the model") -> Card | None:
+    """The card in an ONNX ``ModelProto``'s metadata (:data:`METADATA_KEY`), or None.
 
     Raises:
-        CardError: the model file cannot be parsed, or its embedded card is not valid.
+        CardError: the embedded card is not valid.
     """
-    artifact = Path(artifact)
-    if not artifact.is_file() or artifact.suffix not in (".onnx", ".xml"):
-        return None
+    text = next((prop.value for prop in model.metadata_props if prop.key == METADATA_KEY), None)
+    return None if text is None else _card_from_text(text, source)
+
+
+def onnx_graph_sha256(model) -> str:
+    """An ONNX model's ``model_sha256``: its graph, not the metadata that holds the card."""
+    return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
+
+
+def _load_onnx(artifact: Path):
+    """The ``ModelProto`` of an ONNX file (weights in external files not loaded); one line when unreadable."""
+    import onnx
+
     try:
-        if artifact.suffix == ".onnx":
-            import onnx
+        return onnx.load(str(artifact), load_external_data=False)
+    except Exception as error:  # protobuf's DecodeError, OSError: all one line
+        raise CardError(f"{artifact}: not a readable ONNX model ({type(error).__name__}); is the file complete?") from None
 
-            model = onnx.load(str(artifact), load_external_data=False)
-            text = next((prop.value for prop in model.metadata_props if prop.key == METADATA_KEY), None)
-        else:
-            import xml.etree.ElementTree as ElementTree
 
-            node = ElementTree.parse(artifact).getroot().find("./rt_info/edgemark/card")
-            text = None if node is None else node.get("value")
-    except Exception as error:  # protobuf's DecodeError, XML ParseError, OSError: all one line
-        raise CardError(
-            f"{artifact}: not a readable {'ONNX model' if artifact.suffix == '.onnx' else 'OpenVINO IR'} "
-            f"({type(error).__name__}); is the file complete?"
-        ) from None
-    if text is None:
+def _ir_card(artifact: Path) -> Card | None:
+    """The card in an OpenVINO IR's ``rt_info`` (read as XML, no OpenVINO needed), or None for other files."""
+    if artifact.suffix != ".xml" or not artifact.is_file():
         return None
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        node = ElementTree.parse(artifact).getroot().find("./rt_info/edgemark/card")
+    except Exception as error:  # XML ParseError, OSError: all one line
+        raise CardError(f"{artifact}: not a readable OpenVINO IR ({type(error).__name__}); is the file complete?") from None
+    return None if node is None or node.get("value") is None else _card_from_text(node.get("value"), artifact)
+
+
+def _card_from_text(text: str, source: str | Path) -> Card:
     try:
         return Card.from_dict(json.loads(text))
     except json.JSONDecodeError as error:
-        raise CardError(f"{artifact}: the embedded card is not valid JSON ({error}); re-export the artifact") from None
+        raise CardError(f"{source}: the embedded card is not valid JSON ({error}); re-export the artifact") from None
 
 
 def content_sha256(artifact: str | Path) -> str:
@@ -282,10 +295,7 @@ def content_sha256(artifact: str | Path) -> str:
     holds the card), an IR's weights (``.bin``; its ``.xml`` holds the card), or the whole file otherwise."""
     artifact = Path(artifact)
     if artifact.suffix == ".onnx":
-        import onnx
-
-        model = onnx.load(str(artifact), load_external_data=False)
-        return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
+        return onnx_graph_sha256(_load_onnx(artifact))
     if artifact.suffix == ".xml" and artifact.with_suffix(".bin").is_file():
         return file_sha256(artifact.with_suffix(".bin"))
     return file_sha256(artifact)

@@ -19,7 +19,6 @@ from onnx import numpy_helper
 from export import onnx as onnx_cli
 from export import ort as ort_cli
 from export import verify as verify_cli
-from export.artifact import embedded_card
 from export.calibration import (
     CalibrationSet,
     calibration_array_from_faces,
@@ -38,7 +37,7 @@ from export.ort_quantize import (
 from export.qdq import check_trt_ready
 from runtime.zoo import PFLD_IMPORT_FLAGS
 from runtime.annotations import read_pts_folder
-from runtime.card import read_card, sidecar_path
+from runtime.card import onnx_card, read_card, sidecar_path
 
 PFLD_CARD_FLAGS = list(PFLD_IMPORT_FLAGS)  # the card flags of the data README, kept once in runtime.zoo
 # Faces68 images with the 3-D fit's jaw (AFLW2000); the others are 2-D human annotations.
@@ -107,7 +106,7 @@ def int8_minmax(work, pfld, calib) -> Path:
 
 def test_import_card_round_trips(pfld, pfld_onnx):
     card = read_card(pfld)
-    assert card == embedded_card(onnx.load(str(pfld)))
+    assert card == onnx_card(onnx.load(str(pfld)))
     assert (card.layout, card.num_points, card.input_size, card.output_kind) == ("wflw98", 98, 112, "coords")
     assert card.normalisation.channel_order == "BGR"
     assert card.normalisation.mean == (0.5, 0.5, 0.5) and card.normalisation.std == (0.5, 0.5, 0.5)
@@ -191,7 +190,7 @@ def test_int8_is_tensorrt_ready(int8_minmax, calib):
 
     card = read_card(int8_minmax)
     assert card.precision == "int8"
-    assert card == embedded_card(model)
+    assert card == onnx_card(model)
     assert card.calibration["count"] == read_calibration_array(calib).inputs.shape[0]
     assert card.calibration["method"] == "minmax" and card.calibration["per_channel"] is True
     assert card.calibration["sources"] == {"real": card.calibration["count"]}
