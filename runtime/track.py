@@ -51,9 +51,6 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
 MAX_CAMERA_INDEX = 4
-# The annotated video takes its size from the first frame at least this big (mp4v cannot encode a
-# 1x1 video, and a thumbnail-sized first image would shrink every later frame to its size).
-MIN_VIDEO_SIDE = 16
 
 
 class SourceError(EdgemarkError):
@@ -236,13 +233,11 @@ class Outputs:
         self.temporary[final] = temporary
         return temporary
 
-    def _open_video(self, frame: np.ndarray, index: int) -> bool:
+    def _open_video(self, frame: np.ndarray) -> None:
+        """Start the annotated video at the first usable frame: the tracker rejects frames too small to
+        hold a face (runtime.tracker.MIN_FRAME_SIDE), which mp4v could not encode either, so a 1x1 first
+        image neither fails the writer nor shrinks every later frame to its size."""
         height, width = frame.shape[:2]
-        if min(height, width) < MIN_VIDEO_SIDE:
-            logger.warning("frame %d is %dx%d: too small to start the annotated video (at least %dx%d); "
-                           "the video starts at the first frame that is", index, width, height, MIN_VIDEO_SIDE,
-                           MIN_VIDEO_SIDE)
-            return False
         video = cv2.VideoWriter(
             str(self._temporary(self.config.out)), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height)
         )
@@ -250,10 +245,11 @@ class Outputs:
             raise SourceError(f"{self.config.out}: OpenCV cannot write a {width}x{height} video under this name "
                               "(try a .mp4 or .avi name)")
         self.video, self.size = video, (width, height)
-        return True
 
     def write(self, frame: np.ndarray | None, result, fps: float) -> None:
-        if self.config.out and frame is not None and (self.video is not None or self._open_video(frame, result.index)):
+        if self.config.out and frame is not None:
+            if self.video is None:
+                self._open_video(frame)
             canvas = draw(frame, result.faces, fps)
             if canvas.shape[1::-1] != self.size:  # a size change mid-stream: keep the file's size
                 canvas = cv2.resize(canvas, self.size)
@@ -292,8 +288,7 @@ class Outputs:
             self.video = None
             finished.append(self.config.out)
         elif self.config.out:
-            logger.warning("%s not written: no frame of at least %dx%d to make a video of", self.config.out,
-                           MIN_VIDEO_SIDE, MIN_VIDEO_SIDE)
+            logger.warning("%s not written: no usable frame to make a video of", self.config.out)
         if self._csv_stream is not None:
             self._csv_stream.close()
             self._csv_stream = None
