@@ -127,11 +127,7 @@ def read_pts(path: str | Path) -> np.ndarray:
                 points.append((float(values[0]), float(values[1])))
             except ValueError:
                 raise AnnotationError(f"{path}:{number}: expected two numbers 'x y', got '{line}'") from None
-            if not all(abs(value) < MAX_COORDINATE for value in points[-1]):  # NaN fails too
-                raise AnnotationError(
-                    f"{path}:{number}: coordinates '{line}' are not finite pixel positions (|value| < "
-                    f"{MAX_COORDINATE:.0e}); fix the annotation or leave the file out"
-                )
+            _check_pixel_values(np.asarray(points[-1]), values, path, number, "coordinates")
     if count is None or len(points) != count:
         raise AnnotationError(
             f"{path}: n_points says {count} but {len(points)} points were read; fix or re-export the file"
@@ -186,13 +182,18 @@ def _numbers(values: list[str], path: Path, number: int, what: str) -> np.ndarra
     except ValueError:
         bad = next(v for v in values if not _is_number(v))
         raise AnnotationError(f"{path}:{number}: {what}: '{bad}' is not a number") from None
-    absurd = ~(np.abs(numbers) < MAX_COORDINATE)
+    _check_pixel_values(numbers, values, path, number, what)
+    return numbers
+
+
+def _check_pixel_values(numbers: np.ndarray, texts: list[str], path: Path, number: int, what: str) -> None:
+    """Refuse NaN, infinite or absurd (|value| >= :data:`MAX_COORDINATE`) numbers, naming the first as written."""
+    absurd = ~(np.abs(numbers) < MAX_COORDINATE)  # NaN fails the comparison too
     if absurd.any():
         raise AnnotationError(
-            f"{path}:{number}: {what}: '{values[int(np.argmax(absurd))]}' is not a finite pixel value (|value| < "
+            f"{path}:{number}: {what}: '{texts[int(np.argmax(absurd))]}' is not a finite pixel value (|value| < "
             f"{MAX_COORDINATE:.0e}); fix or remove this line"
         )
-    return numbers
 
 
 def _is_number(text: str) -> bool:
