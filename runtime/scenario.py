@@ -6,6 +6,7 @@ Examples::
     python -m runtime.scenario cut --out cut.mp4 --truth cut.json
     python -m runtime.scenario multishot_720 --out multishot_720.mp4 --truth multishot_720.json
     python -m runtime.scenario two_faces --out two.mp4 --truth two.json --data /path/to/shared/data
+    python -m runtime.scenario multishot_360 --track pfld.onnx --json multishot_360_scores.json   # tracker vs truth
 
 Each frame pastes actors (runtime.composite: real faces with their annotations) onto a synthetic,
 face-free background with a similarity transform (centre, size, angle) interpolated along the shot's
@@ -523,6 +524,38 @@ class ScenarioConfig:
     truth: str = ""
     data: str = ""
     list: bool = False
+    track: str = ""
+    max_faces: int = 4
+    json_path: str = ""
+
+
+def score_tracker(footage: Footage, tracker) -> dict:
+    """The tracker over rendered footage, judged by its truth: how many true face-frames it follows, how
+    many of its track-frames sit on no face, and whether an id ever moves to another person.
+
+    A track-frame is on a face when its landmarks' box overlaps a true face's box by IoU > 0.3.
+    """
+    from runtime.tracker import box_iou
+
+    tracker.reset()
+    followed = on_background = true_faces = 0
+    people: dict[int, set[str]] = {}
+    for frame, truth in zip(footage.frames, footage.truth):
+        faces = tracker.process(frame).faces
+        true_faces += len(truth.faces)
+        boxes = np.stack([face.box for face in truth.faces]) if truth.faces else np.zeros((0, 4))
+        for face in faces:
+            overlap = box_iou(face.box[None], boxes)[0] if len(boxes) else np.zeros(0)
+            if len(overlap) and overlap.max() > 0.3:
+                followed += 1
+                people.setdefault(face.track_id, set()).add(truth.faces[int(overlap.argmax())].actor)
+            else:
+                on_background += 1
+    return {
+        "frames": len(footage.frames), "true_face_frames": true_faces, "followed": followed,
+        "on_background": on_background, "ids": len(people),
+        "ids_on_several_people": sum(1 for actors in people.values() if len(actors) > 1),
+    }  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -543,6 +576,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data", default="", help=f"shared data folder (default: {default_data_dir()})")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument("--track", default="", metavar="MODEL",
+                        help="run the tracker (default detector and settings) with this artifact over the footage "
+                             "and score it against the truth")  # fmt: skip
+    parser.add_argument("--max-faces", type=int, default=4, help="the tracker's --max-faces with --track (default 4)")
+    parser.add_argument("--json", dest="json_path", default="", help="with --track: write the scores here")
     return parser
 
 
@@ -556,14 +594,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not config.name:
         raise UsageError(f"name a scenario (one of: {', '.join(SCENARIOS)}) or pass --list")
-    if not config.out and not config.truth:
-        raise UsageError("nothing to write: pass --out VIDEO.mp4 and/or --truth TRUTH.json")
+    if not config.out and not config.truth and not config.track:
+        raise UsageError(
+            "nothing to write: pass --out VIDEO.mp4 and/or --truth TRUTH.json (or --track MODEL to score the tracker)"
+        )
+    if config.max_faces < 1:
+        raise UsageError(f"--max-faces must be >= 1, got {config.max_faces}")
     scenario = get_scenario(config.name)
+    if config.track:
+        _track_and_score(scenario, config)
+    if not config.out and not config.truth:
+        return 0
     write_scenario(scenario, config.out, config.truth, config.data or None)
     written = [path for path in (config.out, config.truth) if path]
     print(f"{scenario.name}: {scenario.frame_count} frames {scenario.width}x{scenario.height}, "
           f"{len(scenario.shots)} shot(s); wrote {', '.join(written)}")  # fmt: skip
     return 0
+
+
+def _track_and_score(scenario: Scenario, config: ScenarioConfig) -> None:
+    from runtime.backends.registry import load_backend
+    from runtime.card import atomic_write_bytes
+    from runtime.detect import make_detector
+    from runtime.landmarker import Landmarker
+    from runtime.tracker import Tracker, TrackerConfig
+
+    footage = render(scenario, config.data or None)
+    with load_backend(config.track) as backend:
+        tracker = Tracker(Landmarker(backend), make_detector(), TrackerConfig(max_faces=config.max_faces))
+        scores = {"scenario": scenario.name, "model": config.track, "max_faces": config.max_faces,
+                  **score_tracker(footage, tracker)}  # fmt: skip
+    print(f"{scenario.name}: {scores['followed']} of {scores['true_face_frames']} true face-frames followed, "
+          f"{scores['on_background']} track-frames on no face, {scores['ids']} ids, "
+          f"{scores['ids_on_several_people']} on more than one person")  # fmt: skip
+    if config.json_path:
+        atomic_write_bytes(config.json_path, (json.dumps(scores, indent=2) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -518,3 +518,15 @@ def test_multishot_faces_found(runs):
     print(f"\nmultishot_360: {len(found)} of {len(truth)} face-frames tracked, {on_background} track-frames on "
           f"background, {len(actors_of)} ids, ids on two people: {switched}")
     assert len(found) >= 0.9 * len(truth)
+
+
+def test_command_scores_the_tracker_against_the_truth(data, pfld_artifact, yunet_onnx, tmp_path, capsys):
+    """--track MODEL: the README's multi-shot figures come from this; on two_faces both people are followed."""
+    scores = tmp_path / "scores.json"
+    assert scenario_main(["two_faces", "--track", str(pfld_artifact), "--json", str(scores), "--data", str(data)]) == 0
+    result = json.loads(scores.read_text())
+    assert result["frames"] == 70 and result["true_face_frames"] == 70 + 70 - 23
+    # The second face waits at most one default re-detection interval to be picked up.
+    assert result["followed"] >= result["true_face_frames"] - TrackerConfig().redetect_every
+    assert result["on_background"] == 0 and result["ids"] == 2 and result["ids_on_several_people"] == 0
+    assert "true face-frames followed" in capsys.readouterr().out
