@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import functools
 import logging
+import os
 import sys
 from typing import Callable, Iterable, Sequence
 
@@ -60,6 +61,11 @@ def os_error_line(error: OSError) -> str:
     return f"{path}: {reason}; {hint}"
 
 
+def _secondary_worker() -> bool:
+    """True in a DDP worker other than rank 0 (under torchrun every worker meets the same usage error)."""
+    return os.environ.get("RANK", "0") != "0" and "WORLD_SIZE" in os.environ
+
+
 def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
     """Decorate a command's ``main(argv) -> int`` so an :class:`EdgemarkError` becomes one line on stderr.
 
@@ -73,7 +79,8 @@ def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[
         try:
             return main(argv)
         except EdgemarkError as error:
-            print(f"error: {error}", file=sys.stderr)
+            if not (isinstance(error, UsageError) and _secondary_worker()):  # N workers, one line
+                print(f"error: {error}", file=sys.stderr)
             return error.exit_code
         except OSError as error:
             if error.filename is None:  # not about a path the user gave: a bug, keep its traceback

@@ -65,10 +65,7 @@ def test_resume_continues_exactly(faces68_dir, tmp_path, monkeypatch):
 
 def test_ddp_two_cpu_processes_agree(faces68_dir, tmp_path):
     out_dir = tmp_path / "ddp"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-        "-m", "train", *tiny_args(faces68_dir, out_dir, "--epochs", "2"),
-    ]
+    command = [sys.executable, "-m", "train", "--nproc-per-node", "2", *tiny_args(faces68_dir, out_dir, "--epochs", "2")]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -77,6 +74,24 @@ def test_ddp_two_cpu_processes_agree(faces68_dir, tmp_path):
     assert len(summary["weights_sha256"]) == 2 and summary["ranks_agree"], summary["weights_sha256"]
     # Each rank saw half of each epoch's batches: 12 faces, batch 4 split in 2 per rank -> 3 steps of 2.
     assert (out_dir / "last.pt").is_file() and (out_dir / "metrics.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--config", "missing.yaml"], "missing.yaml: config file not found"),  # caught before any worker starts
+        (["--layout", "wflw98"], "has 68 points per face but layout 'wflw98' has 98"),  # met by every worker
+    ],
+)
+def test_ddp_usage_error_is_one_line(faces68_dir, tmp_path, extra, expected):
+    out_dir = tmp_path / "ddp"
+    command = [sys.executable, "-m", "train", "--nproc-per-node", "2", *tiny_args(faces68_dir, out_dir), *extra]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr[-3000:]
+    assert not out_dir.exists()
 
 
 def test_eval_command_and_num_points_mismatch(faces68_dir, tmp_path, capsys):

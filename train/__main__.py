@@ -4,7 +4,7 @@ Examples:
   python -m train --train-data WFLW/list_98pt_rect_attr_train.txt --val-data WFLW/list_98pt_rect_attr_test.txt \\
       --image-root WFLW/WFLW_images --model hrnetv2_w18 --epochs 60
   python -m train --config wflw_resnet18.yaml --avs-root AVS_WFLW --avs-ratio 1.0
-  torchrun --nproc_per_node 4 -m train --config wflw_resnet18.yaml
+  python -m train --config wflw_resnet18.yaml --nproc-per-node 4   # DDP, 4 processes (torchrun underneath)
   python -m train --train-data ../shared/data/faces68 --layout ibug68 --model mobilenetv3_edge --epochs 5
   python -m train --config run.yaml --resume auto          # continue from <out-dir>/last.pt
   python -m train --qat --init runs/faces68/last.pt --train-data ../shared/data/faces68 --layout ibug68 \\
@@ -14,10 +14,13 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
-from runtime.errors import cli_main
+from runtime.errors import EdgemarkError, UsageError, cli_main
 from train.config import add_config_arguments, config_from_args
 
 
@@ -29,14 +32,71 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_arguments(parser)
+    parser.add_argument(
+        "--nproc-per-node", type=int, default=1, metavar="N",
+        help="train with N processes on this machine (DDP, one per GPU; gloo on the CPU), launched through "
+        "torch.distributed.run after the settings are checked, so a bad setting is one line, not N "
+        "tracebacks (default: 1, no DDP)",
+    )
     return parser
+
+
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    """``argv`` less ``--nproc-per-node N`` / ``--nproc-per-node=N`` (the workers must not launch again)."""
+    kept, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc-per-node":
+            skip = True
+        elif not item.startswith("--nproc-per-node="):
+            kept.append(item)
+    return kept
+
+
+def launch_workers(processes: int, argv: Sequence[str]) -> int:
+    """Run ``python -m train argv`` in ``processes`` DDP workers (torch.distributed.run, standalone rendezvous).
+
+    Returns the exit status. A usage error (status 2) was printed once by rank 0 and is left at that;
+    any other failure gets one more line naming the process that failed first (torchrun's
+    ``ChildFailedError`` report, without its traceback).
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    # The agent logs each stop (a SIGTERM to the others, the failed rank): the line below says it once.
+    logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)
+    launch = get_args_parser().parse_args(
+        ["--standalone", "--nproc-per-node", str(processes), "--module", "train", *_without_nproc(argv)]
+    )
+    try:
+        run(launch)
+    except ChildFailedError as error:
+        rank, first = error.get_first_failure()
+        if first.exitcode == UsageError.exit_code:
+            return first.exitcode
+        raise EdgemarkError(
+            f"training stopped: process {rank} of {processes} failed first (exit code {first.exitcode}); "
+            "its error is printed above"
+        ) from None
+    return 0
 
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    from train.engine import train
+    from train.engine import train, validate
 
-    config = config_from_args(build_parser().parse_args(argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    if args.nproc_per_node < 1:
+        raise UsageError(f"--nproc-per-node must be >= 1 (processes on this machine), got {args.nproc_per_node}")
+    if args.nproc_per_node > 1 and "WORLD_SIZE" not in os.environ:
+        validate(config)
+        for name, path in (("--train-data", config.train_data), ("--val-data", config.val_data), ("--init", config.init)):
+            if path and not Path(path).exists():
+                raise UsageError(f"{name} {path}: no such file or folder; check the path")
+        return launch_workers(args.nproc_per_node, argv)
     train(config)
     return 0
 

@@ -1,6 +1,6 @@
 """The training loop: data, model, optimiser, AMP, DDP, per-epoch evaluation, atomic checkpoints, exact resume.
 
-Run through ``python -m train`` (one process) or ``torchrun --nproc_per_node N -m train`` (DDP: one
+Run through ``python -m train`` (one process) or ``python -m train --nproc-per-node N`` (DDP through torchrun: one
 process per GPU, or gloo processes on the CPU). Rank 0 logs, evaluates and writes checkpoints.
 """
 from __future__ import annotations
