@@ -171,3 +171,64 @@ def test_bad_input_is_one_line_and_leaves_nothing(command, template, bad, pfld_a
     assert not list(out.rglob("*")), sorted(out.rglob("*"))  # nothing new, nothing partial
     assert sorted(bad["blocker"].parent.rglob("*")) == before
     assert not bad["marker"].exists()  # no code from a file ran
+
+
+@pytest.fixture(scope="module")
+def read_only_run(pfld_artifact, tmp_path_factory):
+    """A folder holding the PFLD artifact and a read-only ``ro/``, and a way to run a command there as a
+    user the folder refuses. Root writes anywhere, so as root the command runs without the capabilities
+    that override file permissions (CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH dropped from its bounding
+    set before exec): it is then held to the folder's owner bits like anyone else."""
+    import ctypes
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = tmp_path_factory.mktemp("read_only")
+    for suffix in ("", ".json"):
+        shutil.copy(str(pfld_artifact) + suffix, root / f"pfld.onnx{suffix}")
+    (root / "ro").mkdir()
+    (root / "ro").chmod(0o555)
+    repo = Path(__file__).resolve().parents[1]
+    libc = ctypes.CDLL(None, use_errno=True)
+    capability_drop, dac_override, dac_read_search = 24, 1, 2  # PR_CAPBSET_DROP, CAP_DAC_*
+
+    def drop():
+        for capability in (dac_override, dac_read_search):
+            if libc.prctl(capability_drop, capability, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+    def run(*argv):
+        environment = {**os.environ, "PYTHONPATH": str(repo)}
+        environment.pop("DISPLAY", None)
+        return subprocess.run([sys.executable, "-m", *argv], cwd=root, env=environment, capture_output=True, text=True,
+                              timeout=300, preexec_fn=drop if os.geteuid() == 0 else None)  # fmt: skip
+
+    probe = run("runtime.errors")
+    if probe.returncode != 0:
+        pytest.skip(f"cannot run a command held to file permissions here: {probe.stderr.strip()[-200:]}")
+    yield root, run
+    (root / "ro").chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export.onnx", "--import", "{raw}", "-o", "ro/m.onnx", *PFLD_FLAGS],
+        ["calib", "build", "--card", "pfld.onnx", "--proxies", "{faces}", "--out", "ro/c.npz", "--size", "8"],
+        ["runtime.track", "{video}", "--model", "pfld.onnx", "--csv", "ro/t.csv", "--max-frames", "2", "--detector", "haar"],
+        ["runtime.bench", "pfld.onnx", "--runs", "2", "--warmup", "1", "--json", "ro/b.json"],
+    ],
+    ids=["export.onnx", "calib-build", "runtime.track", "runtime.bench"],
+)
+def test_read_only_folder_is_one_line(argv, read_only_run, pfld_onnx, face_video, faces68_dir):
+    root, run = read_only_run
+    names = {"raw": str(pfld_onnx), "video": str(face_video), "faces": str(faces68_dir)}
+    result = run(*[part.format(**names) for part in argv])
+    err = [line for line in result.stderr.splitlines() if line.strip() and "warning" not in line.lower()]
+    assert result.returncode not in (0, None), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert len([line for line in err if line.startswith("error:")]) == 1, err
+    assert "Permission denied" in result.stderr, err
+    assert not list((root / "ro").iterdir())

@@ -144,3 +144,14 @@ def test_non_finite_card_numbers_are_refused_at_import(pfld_onnx, tmp_path, flag
     assert export_main(base + flags) == 2
     assert expected in capsys.readouterr().err.strip().splitlines()[-1]
     assert not output.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_checkpoints_card_carries_its_weights_hash(tmp_path):
+    from runtime.backends import load_backend
+    from train.checkpoint import state_dict_sha256
+
+    checkpoint = tmp_path / "tiny.pt"
+    model = _tiny_checkpoint(checkpoint)
+    backend = load_backend(checkpoint)
+    assert backend.card.model_sha256 == state_dict_sha256(model.state_dict())
+    assert len(backend.card.model_sha256) == 64

@@ -37,6 +37,7 @@ class TorchBackend(Backend):
             artifact,
             input_name=INPUT_NAME,
             format="torch",
+            model_sha256=state.get("model_sha256", ""),  # of the state dict, checked by model_from_checkpoint
             tools={"torch": torch.__version__},
             extra={"model_name": state.get("model_name", ""), "batch": "dynamic", "output_name": OUTPUT_NAME},
         )
