@@ -27,8 +27,8 @@ from runtime.errors import EdgemarkError, first_line
 # The annotated-face crop lives in the runtime (one home); re-exported for export's callers.
 from runtime.face_crops import FaceCrops, crop_faces, face_box, read_image  # noqa: F401
 from runtime.landmarker import decode_output
-from runtime.layouts import get_layout, shared_with_68
-from runtime.metrics import nme_per_image
+from runtime.layouts import get_layout
+from runtime.metrics import comparable_points, scored_nme
 
 logger = logging.getLogger(__name__)
 
@@ -102,31 +102,10 @@ def frame_points(output: np.ndarray, card: Card, matrices: np.ndarray) -> np.nda
     return decode_output(output, card, matrices)[0]
 
 
-def comparable_points(
-    predicted: np.ndarray, truth: np.ndarray, card: Card
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """Predictions and annotations on the points both have, and the name of that layout.
-
-    Same point count: unchanged, in the card's layout. 68-point annotations: a 98-point model is
-    mapped 98 -> 68 and scored on all 68; a 66-point model (``ibug66``) is scored on the 66 points it
-    shares with iBUG-68, i.e. without the inner-mouth corners 60 and 64
-    (:func:`runtime.layouts.shared_with_68`).
-    """
-    if predicted.shape[1] == truth.shape[1]:
-        return predicted, truth, get_layout(card.layout).name
-    if truth.shape[1] == 68 and predicted.shape[1] in (98, 66):
-        predicted, truth, layout = shared_with_68(predicted, truth)
-        return predicted, truth, layout.name
-    raise EdgemarkError(
-        f"the model predicts {predicted.shape[1]} points ({card.layout}) but the annotations have "
-        f"{truth.shape[1]}; annotate with the same layout or with 68 points"
-    )
-
-
 def nme(predicted: np.ndarray, truth: np.ndarray, card: Card, normalisation: str = "inter_ocular") -> np.ndarray:
-    """Per-image NME of frame-pixel predictions against the annotations, as a fraction."""
-    predicted, truth, layout_name = comparable_points(predicted, truth, card)
-    return nme_per_image(predicted, truth, get_layout(layout_name), normalisation)
+    """Per-image NME of frame-pixel predictions against the annotations, as a fraction
+    (:func:`runtime.metrics.scored_nme`; ``card`` is kept for the callers' symmetry)."""
+    return scored_nme(predicted, truth, normalisation)[0]
 
 
 # Precision -> default elementwise budget; INT8 is judged by NME change, not elementwise.
@@ -262,7 +241,7 @@ def verify_artifact(config: VerifyConfig) -> dict:
     change = changes["inter_ocular"]
 
     # Per-point shift of the artifact from the reference, in percent of each face's inter-ocular distance.
-    _, scored_truth, scored_layout = comparable_points(reference_points, truth, reference_card)
+    _, scored_truth, scored_layout = comparable_points(reference_points, truth)
     eyes = get_layout(scored_layout).outer_eye_corners
     distance = np.linalg.norm(scored_truth[:, eyes[0]] - scored_truth[:, eyes[1]], axis=-1)
     shift = np.linalg.norm(artifact_points - reference_points, axis=-1) / distance[:, None] * 100  # (N, K)

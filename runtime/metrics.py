@@ -5,7 +5,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from runtime.layouts import Layout
+from runtime.errors import EdgemarkError
+from runtime.layouts import Layout, layout_for_points, shared_with_68
 
 NORMALISATIONS = ("inter_ocular", "inter_pupil", "box")
 
@@ -50,6 +51,37 @@ def nme_per_image(
         raise ValueError(f"predicted {predicted.shape} and truth {truth.shape} must both be (N, K, 2)")
     errors = np.linalg.norm(predicted - truth, axis=-1).mean(axis=1)
     return errors / normalising_distance(truth, layout, normalisation)
+
+
+def comparable_points(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """Predictions and annotations on the points both have, and the name of that layout (the one home
+    of the 98 -> 68 and 66 -> 68 scoring rule).
+
+    Same point count: unchanged. 68-point annotations: a 98-point model is mapped 98 -> 68 and scored on
+    all 68; a 66-point model (``ibug66``) is scored on the 66 points it shares with iBUG-68, i.e.
+    without the inner-mouth corners 60 and 64 (:func:`runtime.layouts.shared_with_68`).
+
+    Raises:
+        EdgemarkError: point counts no rule relates.
+    """
+    if predicted.shape[1] == truth.shape[1]:
+        return predicted, truth, layout_for_points(truth.shape[1]).name
+    if truth.shape[1] == 68 and predicted.shape[1] in (98, 66):
+        predicted, truth, layout = shared_with_68(predicted, truth)
+        return predicted, truth, layout.name
+    raise EdgemarkError(
+        f"the model predicts {predicted.shape[1]} points but the annotations have {truth.shape[1]}; score it on "
+        "annotations of its own layout, or on 68-point ones (98- and 66-point models)"
+    )
+
+
+def scored_nme(predicted: np.ndarray, truth: np.ndarray, normalisation: str = "inter_ocular") -> tuple[np.ndarray, str]:
+    """Per-image NME (fraction) of frame-pixel predictions against annotations, on the points both have
+    (:func:`comparable_points`), and the layout scored in."""
+    from runtime.layouts import get_layout
+
+    predicted, truth, layout = comparable_points(predicted, truth)
+    return nme_per_image(predicted, truth, get_layout(layout), normalisation), layout
 
 
 def agreement_per_image(

@@ -288,26 +288,15 @@ def predict_faces(landmarker, faces: Faces) -> np.ndarray:
 
 
 def score_points(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-    """Per-image inter-ocular and box NME (fractions) and the layout scored in (98 -> 68, or the 66
-    points a 66-point model shares with 68-point annotations: :func:`runtime.layouts.shared_with_68`)."""
-    from runtime.layouts import layout_for_points, shared_with_68
-    from runtime.metrics import nme_per_image
+    """Per-image inter-ocular and box NME (fractions) and the layout scored in
+    (:func:`runtime.metrics.comparable_points`)."""
+    from runtime.metrics import scored_nme
 
-    if predicted.shape[1] != truth.shape[1]:
-        if truth.shape[1] == 68 and predicted.shape[1] in (98, 66):
-            predicted, truth, layout = shared_with_68(predicted, truth)
-        else:
-            raise ReportError(
-                f"the model predicts {predicted.shape[1]} points but the annotations have {truth.shape[1]}; "
-                "score it on annotations of its own layout, or on 68-point ones (98- and 66-point models)"
-            )
-    else:
-        layout = layout_for_points(truth.shape[1])
-    return (
-        nme_per_image(predicted, truth, layout, "inter_ocular"),
-        nme_per_image(predicted, truth, layout, "box"),
-        layout.name,
-    )
+    try:
+        inter_ocular, layout = scored_nme(predicted, truth, "inter_ocular")
+    except EdgemarkError as error:
+        raise ReportError(str(error)) from None
+    return inter_ocular, scored_nme(predicted, truth, "box")[0], layout
 
 
 def accuracy(landmarker, faces: Faces) -> dict[str, Any]:

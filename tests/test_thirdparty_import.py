@@ -19,7 +19,8 @@ import pytest
 from conftest import one_error_line
 from export import onnx as onnx_cli
 from export import verify as verify_cli
-from export.evaluation import comparable_points, crop_faces, frame_points, nme, predict_faces
+from export.evaluation import crop_faces, frame_points, nme, predict_faces
+from runtime.metrics import comparable_points
 from runtime.annotations import read_pts_folder
 from runtime.card import Card, read_card, sidecar_path
 from runtime.crop import CropRule, Normalisation, apply, crop_matrix, invert
@@ -186,7 +187,7 @@ def test_66_points_are_scored_on_the_66_shared_points(faces):
     card = Card("ibug66", 66, 224, Normalisation(), "heatmap_offsets", CropRule(), decode="peak_offset",
                 heatmap_offsets=HeatmapOffsets(28, 223 / 27, 223.0))  # fmt: skip
     predicted = truth[:, IBUG66_TO_68] + 1.0
-    scored, scored_truth, layout = comparable_points(predicted, truth, card)
+    scored, scored_truth, layout = comparable_points(predicted, truth)
     assert layout == "ibug66" and scored_truth.shape == (len(faces), 66, 2)
     assert not set(INNER_MOUTH_CORNERS) & set(IBUG66_TO_68.tolist())
     eyes = np.linalg.norm(truth[:, 36] - truth[:, 45], axis=-1)
