@@ -393,15 +393,13 @@ def _prepare(config: StudyConfig, work: Path) -> _Context:
     for fold in range(config.folds):
         _link_faces([s for s, f in zip(samples, context.folds) if f != fold], work / f"fold{fold}" / "train")
         _link_faces([s for s, f in zip(samples, context.folds) if f == fold], work / f"fold{fold}" / "eval")
-    from export.evaluation import OnnxRunner, crop_faces
+    from export.evaluation import crop_faces
+    from runtime.backends import open_model
 
     context.crops = crop_faces(samples, card)
     _label_free_inputs(context)
-    runner = OnnxRunner(model)
-    try:
+    with open_model(model) as runner:
         raw = runner.run(context.free.inputs)
-    finally:
-        runner.close()
     context.fp32 = _scores(raw[: len(samples)], context, np.arange(len(samples)))
     from export.evaluation import frame_points
 
@@ -570,18 +568,13 @@ def _label_free_values(raw: np.ndarray, context: _Context, selection: np.ndarray
 
 
 def _run_artifact(artifact: Path, inputs: np.ndarray) -> np.ndarray:
-    if artifact.suffix == ".xml":
-        from export.openvino_export import OpenVinoRunner
+    """The artifact's first output (backend by suffix; OpenVINO computes in f32, so arms compare ranges,
+    not the CPU's bf16)."""
+    from runtime.backends import open_model
 
-        runner = OpenVinoRunner(artifact)
-    else:
-        from export.evaluation import OnnxRunner
-
-        runner = OnnxRunner(artifact)
-    try:
+    options = {"inference_precision": "f32"} if artifact.suffix == ".xml" else {}
+    with open_model(artifact, **options) as runner:
         return runner.run(inputs)
-    finally:
-        runner.close()
 
 
 def _scores(raw: np.ndarray, context: _Context, indices: np.ndarray) -> dict[str, np.ndarray]:

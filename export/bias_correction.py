@@ -341,13 +341,10 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _output(model: onnx.ModelProto, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    from export.evaluation import OnnxRunner
+    from runtime.backends import open_model
 
-    runner = OnnxRunner(model.SerializeToString())
-    try:
+    with open_model(model.SerializeToString()) as runner:
         return runner.run(inputs, batch_size)
-    finally:
-        runner.close()
 
 
 def _relative_error(output: np.ndarray, reference: np.ndarray) -> float:

@@ -1,8 +1,8 @@
-"""Run an ONNX artifact on annotated faces: an in-memory ONNX Runtime runner plus the runtime's landmark math.
+"""Score an artifact on annotated faces with the runtime's landmark math: ``python -m export.verify``.
 
 Export uses this to check what it made (import checks, INT8 accuracy, ``python -m export.verify``).
-:class:`OnnxRunner` also runs models that exist only in memory (checks before anything is written);
-cropping, normalisation, decoding and back-projection to the frame are the runtime landmarker's
+Models run through :mod:`runtime.backends` (``open_model`` also runs models that exist only in memory,
+for checks before anything is written); cropping, normalisation, decoding and back-projection to the frame are the runtime landmarker's
 (:func:`runtime.landmarker.crop_inputs` / :func:`runtime.landmarker.decode_output`), so export
 verifies exactly what the tracker runs.
 
@@ -31,70 +31,6 @@ from runtime.layouts import get_layout
 from runtime.metrics import comparable_points, scored_nme
 
 logger = logging.getLogger(__name__)
-
-
-class ModelLoadError(EdgemarkError):
-    """An ONNX file that ONNX Runtime cannot load or run."""
-
-
-class OnnxRunner:
-    """The smallest useful ONNX Runtime backend: load, describe the input, run, close.
-
-    Args:
-        model: path of an ``.onnx`` file or its serialized bytes.
-        threads: intra-op threads (``None``: ONNX Runtime's default).
-    """
-
-    def __init__(self, model: str | Path | bytes, threads: int | None = None):
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        source = model if isinstance(model, bytes) else str(model)
-        name = "<in-memory model>" if isinstance(model, bytes) else str(model)
-        try:
-            self._session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # ORT raises several types (Fail, InvalidGraph, NoSuchFile, ...)
-            raise ModelLoadError(f"{name}: ONNX Runtime cannot load it ({first_line(error)})") from None
-        inputs = self._session.get_inputs()
-        if len(inputs) != 1:
-            raise ModelLoadError(f"{name}: expected one image input, found {len(inputs)} ({[i.name for i in inputs]})")
-        self.input_name: str = inputs[0].name
-        # e.g. [1, 3, 112, 112] or ['batch', 3, 112, 112]
-        self.input_shape: list[int | str | None] = list(inputs[0].shape)
-        self.output_names: list[str] = [output.name for output in self._session.get_outputs()]
-
-    @property
-    def fixed_batch(self) -> int | None:
-        """The batch size the model insists on, or ``None`` when the batch dimension is dynamic."""
-        first = self.input_shape[0] if self.input_shape else None
-        return first if isinstance(first, int) else None
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the model on ``feeds`` and return every output by name."""
-        values = self._session.run(None, feeds)
-        return dict(zip(self.output_names, values))
-
-    def run(self, inputs: np.ndarray, batch_size: int = 8) -> np.ndarray:
-        """First output for (N, 3, S, S) ``inputs``, run in batches (size 1 when the batch is fixed at 1)."""
-        return run_in_batches(self, inputs, batch_size)
-
-    def close(self) -> None:
-        """Release the session."""
-        self._session = None
-
-
-def run_in_batches(runner, inputs: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    """First output of ``runner`` (``infer``, ``input_name``, ``output_names``, ``fixed_batch``) for
-    (N, 3, S, S) ``inputs``, run in batches (size 1 when the model's batch is fixed at 1)."""
-    batch_size = runner.fixed_batch or batch_size
-    outputs = []
-    for start in range(0, len(inputs), batch_size):
-        chunk = np.ascontiguousarray(inputs[start : start + batch_size], dtype=np.float32)
-        outputs.append(runner.infer({runner.input_name: chunk})[runner.output_names[0]])
-    return np.concatenate(outputs, axis=0)
 
 
 def frame_points(output: np.ndarray, card: Card, matrices: np.ndarray) -> np.ndarray:

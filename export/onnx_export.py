@@ -28,8 +28,9 @@ from export.artifact import (
     save_artifact,
     tool_versions,
 )
-from export.evaluation import OnnxRunner, crop_faces
+from export.evaluation import crop_faces
 from runtime.annotations import read_pts_folder
+from runtime.backends import open_model
 from runtime.card import Card, onnx_graph_sha256
 from runtime.errors import UsageError, first_line
 
@@ -108,8 +109,9 @@ def onnx_from_checkpoint(
     quantization = qat_quantization(onnx_model, checkpoint) if state.get("qat") else None
     if max_abs is None:
         max_abs = QAT_MAX_ABS if quantization else 1e-4
-    runner = OnnxRunner(onnx_model.SerializeToString())
-    exported = runner.run(inputs, batch_size=len(inputs))  # one batch: proves the dynamic batch too
+    with open_model(onnx_model.SerializeToString()) as runner:
+        exported = runner.run(inputs, batch_size=len(inputs))  # one batch: proves the dynamic batch too
+        output_name = runner.output_names[0]
     check_heatmap_output(exported, card, f"{checkpoint}")
     with torch.no_grad():
         reference = model(torch.from_numpy(inputs))
@@ -131,7 +133,7 @@ def onnx_from_checkpoint(
             "model_name": state.get("model_name", ""),
             "opset": opset,
             "batch": "dynamic",
-            "output_name": runner.output_names[0],
+            "output_name": output_name,
             "simplified": simplify,
             "parity": {"max_abs": difference, "inputs": described},
             **({"quantization": quantization} if quantization else {}),
@@ -300,19 +302,22 @@ def onnx_from_third_party(model_path: str | Path, output: str | Path, card: Card
     model, named = with_node_names(model)
     data = model.SerializeToString()
     image_input = check_input_against_card(model, card, model_path)
-    runner = OnnxRunner(data)
     sample = np.random.default_rng(0).standard_normal((1, 3, card.input_size, card.input_size)).astype(np.float32)
+    runner = open_model(data)  # a model ONNX Runtime cannot load is that one line, not a card mismatch
+    output_name = runner.output_names[0]
     try:
-        first = runner.infer({image_input.name: sample})[runner.output_names[0]]
-    except Exception as error:  # noqa: BLE001 - ORT raises its own types
+        first = runner.infer({image_input.name: sample})[output_name]
+    except Exception as error:  # noqa: BLE001 - ORT raises its own types, the backend a BackendError
         raise CardMismatch(
             f"{model_path}: does not run on a 1x3x{card.input_size}x{card.input_size} input ({first_line(error)}); "
             "check --input-size"
         ) from None
+    finally:
+        runner.close()
     check_output_against_card(first, card, model_path)
     if unfused:  # the rewrite must compute what the original computed
-        original_runner = OnnxRunner(original.SerializeToString())
-        reference = original_runner.infer({image_input.name: sample})[original_runner.output_names[0]]
+        with open_model(original.SerializeToString()) as original_runner:
+            reference = original_runner.infer({image_input.name: sample})[original_runner.output_names[0]]
         difference = float(np.max(np.abs(reference - first)))
         if difference > 1e-4:
             raise ExportError(
@@ -332,7 +337,7 @@ def onnx_from_third_party(model_path: str | Path, output: str | Path, card: Card
         extra={
             **card.extra,
             "imported": True,
-            "output_name": runner.output_names[0],
+            "output_name": output_name,
             "opset": _default_opset(model),
             "batch": "dynamic" if batch["dynamic"] else 1,
             "batch_rewrites": batch.get("rewrites", []),
@@ -568,12 +573,12 @@ def make_batch_dynamic(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[st
 
 def batch_difference(model: bytes, input_name: str, input_size: int, batch: int = 4) -> float:
     """Max abs difference between one run on ``batch`` inputs and ``batch`` single runs."""
-    runner = OnnxRunner(model)
     inputs = np.random.default_rng(1).standard_normal((batch, 3, input_size, input_size)).astype(np.float32)
-    together = runner.infer({input_name: inputs})[runner.output_names[0]]
-    single = np.concatenate(
-        [runner.infer({input_name: inputs[i : i + 1]})[runner.output_names[0]] for i in range(batch)]
-    )
+    with open_model(model) as runner:
+        together = runner.infer({input_name: inputs})[runner.output_names[0]]
+        single = np.concatenate(
+            [runner.infer({input_name: inputs[i : i + 1]})[runner.output_names[0]] for i in range(batch)]
+        )
     if together.shape != single.shape:
         return float("inf")
     return float(np.max(np.abs(together - single)))

@@ -35,7 +35,8 @@ import onnx
 
 from export.artifact import CardMismatch, ExportError, bytes_sha256, load_onnx, tool_versions
 from export.calibration import CalibrationSet, check_for_card, read_calibration_array
-from export.evaluation import FaceCrops, ModelLoadError, OnnxRunner, crop_faces, frame_points, nme, run_in_batches
+from export.evaluation import FaceCrops, crop_faces, frame_points, nme
+from runtime.backends import open_model
 from export.qdq import qdq_summary
 from runtime.annotations import read_pts_folder
 from runtime.card import Card, file_sha256, read_card, sidecar_path, write_card
@@ -128,70 +129,6 @@ class IrConfig:
                 raise UsageError(f"--max-nme-drop must be >= 0 (percent points of NME), got {self.max_nme_drop}")
             if self.val_faces is None:
                 raise UsageError("--max-nme-drop needs --val-faces DIR (annotated faces held out from calibration)")
-
-
-class OpenVinoRunner:
-    """The smallest useful OpenVINO backend: read an IR (or ONNX), compile, describe the input, run, close.
-
-    Args:
-        model: ``.xml`` IR (its ``.bin`` beside it) or ``.onnx`` file.
-        device: OpenVINO device name.
-        threads: inference threads (``None``: OpenVINO's default).
-        inference_precision: ``INFERENCE_PRECISION_HINT``; ``"f32"`` (default) computes in FP32 so
-            a comparison measures the artifact, not the device (CPUs with AMX default to bf16, ARM
-            to f16). ``None`` keeps the device's default, as a deployment would.
-    """
-
-    def __init__(
-        self,
-        model: str | Path,
-        device: str = "CPU",
-        threads: int | None = None,
-        inference_precision: str | None = "f32",
-    ):
-        import openvino as ov
-
-        model = Path(model)
-        if not model.is_file():
-            raise ModelLoadError(f"{model}: not found; pass an existing .xml IR or .onnx model")
-        config: dict[str, Any] = {}
-        if inference_precision:
-            config["INFERENCE_PRECISION_HINT"] = inference_precision
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        try:
-            core = ov.Core()
-            self._compiled = core.compile_model(core.read_model(str(model)), device, config)
-        except Exception as error:  # noqa: BLE001 - OpenVINO raises RuntimeError with multi-line text
-            raise ModelLoadError(f"{model}: OpenVINO cannot load it on {device} ({first_line(error)})") from None
-        inputs = self._compiled.inputs
-        if len(inputs) != 1:
-            raise ModelLoadError(f"{model}: expected one image input, found {len(inputs)}")
-        self._input = inputs[0]
-        self.input_name: str = inputs[0].get_any_name()
-        # e.g. [None, 3, 112, 112]: None where the dimension is dynamic
-        self.input_shape: list[int | None] = [
-            None if dim.is_dynamic else dim.get_length() for dim in inputs[0].get_partial_shape()
-        ]
-        self.output_names: list[str] = [output.get_any_name() for output in self._compiled.outputs]
-
-    @property
-    def fixed_batch(self) -> int | None:
-        """The batch size the model insists on, or ``None`` when the batch dimension is dynamic."""
-        return self.input_shape[0] if self.input_shape else None
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the model on ``feeds`` and return every output by name."""
-        results = self._compiled(feeds)
-        return {name: results[output] for name, output in zip(self.output_names, self._compiled.outputs)}
-
-    def run(self, inputs: np.ndarray, batch_size: int = 8) -> np.ndarray:
-        """First output for (N, 3, S, S) ``inputs``, run in batches (size 1 when the batch is fixed at 1)."""
-        return run_in_batches(self, inputs, batch_size)
-
-    def close(self) -> None:
-        """Release the compiled model."""
-        self._compiled = None
 
 
 def calibration_dataset(calibration: CalibrationSet, input_name: str):
@@ -382,16 +319,10 @@ def ir_against_onnx(ir: Path, reference: Path, crops: FaceCrops, card: Card) -> 
     Returns:
         ``faces``, ``max_abs_output_diff``, inter-ocular NME (percent) of both and the change.
     """
-    runner = OpenVinoRunner(ir)
-    try:
+    with open_model(ir, inference_precision="f32") as runner:  # f32: compare the artifact, not the CPU's bf16
         ir_output = runner.run(crops.inputs)
-    finally:
-        runner.close()
-    onnx_runner = OnnxRunner(reference)
-    try:
+    with open_model(reference) as onnx_runner:
         reference_output = onnx_runner.run(crops.inputs)
-    finally:
-        onnx_runner.close()
     scores = {
         name: float(nme(frame_points(raw, card, crops.matrices), crops.truth, card, NME_NORMALISATION).mean() * 100)
         for name, raw in (("ir", ir_output), ("reference", reference_output))

@@ -72,7 +72,7 @@ from export.artifact import (
 )
 from export.calibration import CalibrationError, CalibrationSet, check_for_card, read_calibration_array
 from export.encodings import ENCODINGS, ENCODING_TARGETS, encode, qdq_from_ranges
-from export.evaluation import OnnxRunner
+from runtime.backends import open_model
 from export.qdq import DECODE_OPS, check_trt_ready, float_tail, qdq_summary
 from export.ranges import RangeTable, RangeTableError, ranges_path
 from runtime.card import Card, CardError, file_sha256, read_card
@@ -638,7 +638,8 @@ def _check_calibration(model: onnx.ModelProto, card: Card, calibration: Calibrat
 
 
 def _check_runs(model: onnx.ModelProto, inputs: np.ndarray) -> None:
-    output = OnnxRunner(model.SerializeToString()).run(inputs, batch_size=len(inputs))
+    with open_model(model.SerializeToString()) as runner:
+        output = runner.run(inputs, batch_size=len(inputs))
     if not np.all(np.isfinite(output)):
         raise ExportError("the quantized model produces NaN or infinity on calibration samples; nothing written")
 

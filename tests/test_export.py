@@ -25,7 +25,7 @@ from export.calibration import (
     read_calibration_array,
     write_calibration_array,
 )
-from export.evaluation import OnnxRunner, VerifyConfig, frame_points, nme, predict_faces, verify_artifact
+from export.evaluation import VerifyConfig, frame_points, nme, predict_faces, verify_artifact
 from export.ort_quantize import (
     ArrayDataReader,
     Int8Config,
@@ -37,6 +37,7 @@ from export.ort_quantize import (
 from export.qdq import check_trt_ready
 from runtime.zoo import PFLD_IMPORT_FLAGS
 from runtime.annotations import read_pts_folder
+from runtime.backends import open_model
 from runtime.card import onnx_card, read_card, sidecar_path
 
 PFLD_CARD_FLAGS = list(PFLD_IMPORT_FLAGS)  # the card flags of the data README, kept once in runtime.zoo
@@ -120,11 +121,11 @@ def test_import_card_round_trips(pfld, pfld_onnx):
 
 def test_imported_model_takes_any_batch_and_matches_the_original(pfld, pfld_onnx):
     inputs = np.random.default_rng(3).standard_normal((4, 3, 112, 112)).astype(np.float32)
-    imported = OnnxRunner(pfld)
-    assert imported.fixed_batch is None
+    imported = open_model(pfld)
+    assert imported.input_spec.fixed_batch is None
     together = imported.run(inputs, batch_size=4)
-    original = OnnxRunner(pfld_onnx)
-    assert original.fixed_batch == 1
+    original = open_model(pfld_onnx, "onnxruntime")  # the third-party file: no card, batch fixed at 1
+    assert original.input_spec.fixed_batch == 1
     one_by_one = original.run(inputs)
     assert together.shape == (4, 196)
     np.testing.assert_allclose(together, one_by_one, rtol=0, atol=1e-5)
@@ -405,7 +406,7 @@ def test_entropy_does_not_clip_pfld_head_or_output(work, pfld, calib, tmp_path):
         return {name: float(np.max(np.abs(v.range_value))) for name, v in load_tensors_data(cache).data.items()}
 
     minmax = bounds("minmax")
-    output_max = float(np.max(np.abs(OnnxRunner(pfld).run(calibration.inputs))))
+    output_max = float(np.max(np.abs(open_model(pfld).run(calibration.inputs))))
     assert minmax["output"] == pytest.approx(output_max, rel=1e-5)
     for method, options in (("entropy", {}), ("percentile", {"percentile": 99.9})):
         protected = bounds(method, **options)

@@ -14,7 +14,7 @@ from export import ort as ort_cli  # noqa: E402
 from export import verify as verify_cli  # noqa: E402
 from export.calibration import calibration_array_from_faces  # noqa: E402
 from export.encodings import s8s8_from_u8s8  # noqa: E402
-from export.evaluation import OnnxRunner  # noqa: E402
+from runtime.backends import open_model  # noqa: E402
 from export.onnx_export import onnx_from_checkpoint  # noqa: E402
 from export.qdq import check_trt_ready  # noqa: E402
 from runtime.card import read_card  # noqa: E402
@@ -82,7 +82,7 @@ def test_checkpoint_export_card_and_parity(exported, checkpoint):
     assert model.graph.input[0].name == "input" and model.graph.output[0].name == "heatmaps"
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     assert not any(node.op_type == "BatchNormalization" for node in model.graph.node)
-    output = OnnxRunner(exported).run(np.zeros((3, 3, SIZE, SIZE), np.float32), batch_size=3)
+    output = open_model(exported).run(np.zeros((3, 3, SIZE, SIZE), np.float32), batch_size=3)
     assert output.shape == (3, 68, SIZE // 4, SIZE // 4)
 
 

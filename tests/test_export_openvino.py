@@ -23,10 +23,9 @@ from export import openvino as openvino_cli
 from export import openvino_export
 from export import ort as ort_cli
 from export.calibration import calibration_array_from_faces, write_calibration_array
-from export.evaluation import OnnxRunner, crop_faces, frame_points, nme
+from export.evaluation import crop_faces, frame_points, nme
 from export.openvino_export import (
     IrConfig,
-    OpenVinoRunner,
     ir_from_onnx,
     nme_validation_fn,
     read_ir_card,
@@ -35,6 +34,7 @@ from export.openvino_export import (
 from conftest import left_in, one_error_line
 from runtime.zoo import PFLD_IMPORT_FLAGS
 from runtime.annotations import read_pts_folder
+from runtime.backends import open_model
 from runtime.card import read_card, sidecar_path
 from runtime.errors import UsageError
 
@@ -87,11 +87,13 @@ def fp32_ir(work, pfld, split_faces) -> Path:
 
 
 def _onnx_output(model: Path, inputs: np.ndarray) -> np.ndarray:
-    return OnnxRunner(model).run(inputs)
+    with open_model(model) as runner:
+        return runner.run(inputs)
 
 
 def _ir_output(model: Path, inputs: np.ndarray) -> np.ndarray:
-    return OpenVinoRunner(model).run(inputs)
+    with open_model(model, inference_precision="f32") as runner:
+        return runner.run(inputs)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -416,7 +416,8 @@ def test_usage_errors_are_one_type(pfld, tmp_path):
 def test_real_engine_build(tmp_path, pfld, qdq, faces68_dir, precision):
     import tensorrt as trt
 
-    from export.evaluation import OnnxRunner, crop_faces
+    from export.evaluation import crop_faces
+    from runtime.backends import open_model
 
     if trt_build.cuda_gpu_name() is None:
         pytest.skip("needs an NVIDIA GPU visible to the CUDA driver")
@@ -444,7 +445,7 @@ def test_real_engine_build(tmp_path, pfld, qdq, faces68_dir, precision):
 
     torch = pytest.importorskip("torch")
     crops = crop_faces(read_pts_folder(faces68_dir)[:4], card)
-    reference = OnnxRunner(model).run(crops.inputs)
+    reference = open_model(model).run(crops.inputs)
     context = loaded.create_execution_context()
     inputs = torch.from_numpy(crops.inputs).cuda()
     outputs = torch.empty(reference.shape, dtype=torch.float32, device="cuda")

@@ -85,9 +85,9 @@ def test_one_range_table_gives_identical_scales_in_both_encodings(u8s8, s8s8):
     restored = s8s8_from_u8s8(unsigned)
     assert check_trt_ready(restored) == [] and u8s8_from_s8s8(restored).graph == unsigned.graph
     inputs = np.random.default_rng(0).uniform(-3, 3, (2, 3, 112, 112)).astype(np.float32)
-    from export.evaluation import OnnxRunner
+    from runtime.backends import open_model
 
-    outputs = [OnnxRunner(model.SerializeToString()).run(inputs) for model in (restored, signed)]
+    outputs = [open_model(model.SerializeToString()).run(inputs) for model in (restored, signed)]
     assert np.array_equal(*outputs)
 
     signed_card, unsigned_card = read_card(s8s8), read_card(u8s8)
@@ -159,11 +159,11 @@ def test_float_points_surgery_is_exact(s8s8, pfld_artifact):
     points = quantization_points(quantized)
     everything = with_float_points(quantized, float_model, [point.name for point in points])
     assert not [node for node in everything.graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")]
-    from export.evaluation import OnnxRunner
+    from runtime.backends import open_model
 
     inputs = np.random.default_rng(0).uniform(-1, 1, (2, 3, 112, 112)).astype(np.float32)
-    restored = OnnxRunner(everything.SerializeToString()).run(inputs)
-    original = OnnxRunner(float_model.SerializeToString()).run(inputs)
+    restored = open_model(everything.SerializeToString()).run(inputs)
+    original = open_model(float_model.SerializeToString()).run(inputs)
     assert np.abs(restored - original).max() < 1e-5
 
 
@@ -233,15 +233,16 @@ def test_float_outputs_are_computed_from_float_inputs(work, pfld_artifact, u8s8,
                        producers[name].input[0] in {t.name for t in mixed.graph.initializer} for name in node.input), node.name
     # The rewrite only drops the quantization (and its clipping) of what the float pools read: on real
     # faces most points move by a fraction of a pixel, and the model gets no further from FP32.
-    from export.evaluation import OnnxRunner, crop_faces
+    from export.evaluation import crop_faces
+    from runtime.backends import open_model
     from runtime.annotations import read_pts_folder
 
     inputs = crop_faces(read_pts_folder(faces68_dir), read_card(pfld_artifact)).inputs
-    before = OnnxRunner(mixed_onnx.SerializeToString()).run(inputs)
-    after = OnnxRunner(mixed.SerializeToString()).run(inputs)
+    before = open_model(mixed_onnx.SerializeToString()).run(inputs)
+    after = open_model(mixed.SerializeToString()).run(inputs)
     # 0.52 px measured with OpenCV 4.14 (its crops differ slightly from 4.10's): well under a pixel.
     assert np.median(np.abs(before - after)) * 112 < 1.0  # input pixels
-    reference = OnnxRunner(float_model.SerializeToString()).run(inputs)
+    reference = open_model(float_model.SerializeToString()).run(inputs)
     assert np.abs(after - reference).mean() <= np.abs(before - reference).mean()
 
 

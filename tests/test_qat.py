@@ -212,7 +212,7 @@ def test_conv_transpose_weights_are_quantized_on_axis_1():
 @pytest.mark.parametrize("name", ["fan_hourglass2", "hrnetv2_w18", "mobilenetv3_edge", "resnet18_deconv"])
 def test_every_registered_model_trains_and_exports_qat(name):
     """Each model of the zoo: prepared (pre-activation BatchNorms stay unfolded), one step, TensorRT-ready Q/DQ."""
-    from export.evaluation import OnnxRunner
+    from runtime.backends import open_model
     from train.models import model_info
 
     size = model_info(name).input_size
@@ -229,5 +229,5 @@ def test_every_registered_model_trains_and_exports_qat(name):
     assert check_trt_ready(onnx_model) == []
     with torch.no_grad():
         reference = frozen(images).numpy()
-    output = OnnxRunner(onnx_model.SerializeToString()).run(images.numpy(), batch_size=2)
+    output = open_model(onnx_model.SerializeToString()).run(images.numpy(), batch_size=2)
     assert np.abs(output - reference).max() <= QAT_MAX_ABS

@@ -8,6 +8,9 @@ backend's module only when :func:`load_backend` loads it.
     with load_backend("pfld.onnx") as backend:          # suffix -> onnxruntime
         outputs = backend.infer({backend.input_spec.name: batch})
         print(backend.last_latency_s)
+
+    with open_model(onnx_model.SerializeToString()) as check:   # in memory, no card
+        first_output = check.run(inputs)
 """
 from runtime.backends.base import Backend, BackendError, InputSpec
 from runtime.backends.registry import (
@@ -20,6 +23,7 @@ from runtime.backends.registry import (
     choose_backend,
     get_backend,
     load_backend,
+    open_model,
     register_backend,
 )
 
@@ -36,5 +40,6 @@ __all__ = [
     "choose_backend",
     "get_backend",
     "load_backend",
+    "open_model",
     "register_backend",
 ]

@@ -1,5 +1,10 @@
 """The backend interface: load an artifact, describe its input, run ``infer(feeds) -> outputs``, close.
 
+The one set of engines (Polygraphy's loader/runner split): the tracker, the benchmark, ``export``'s
+checks (parity, import checks, verify, mixed precision), calibration and the study all run models
+through these classes. An artifact is a file, or an ONNX model's serialized bytes held in memory (a
+check before anything is written); the card is optional for such checks (``None``: engine facts only).
+
 A backend knows nothing about faces. Cropping, normalisation, decoding and back-projection live in
 :mod:`runtime.landmarker`, which takes any backend. Every latency figure comes from one place:
 :meth:`Backend.infer` checks the feeds against the input spec, times the call with
@@ -18,6 +23,10 @@ import numpy as np
 
 from runtime.card import Card, read_card
 from runtime.errors import EdgemarkError
+
+
+#: the name an in-memory model goes by in messages
+IN_MEMORY = "<in-memory model>"
 
 
 class BackendError(EdgemarkError):
@@ -58,8 +67,9 @@ class Backend(ABC):
     :meth:`close`.
 
     Args:
-        artifact: the artifact file.
-        card: its card (the only source of facts about it).
+        artifact: the artifact file, or a serialized model in memory (backends that can load one).
+        card: its card (the only source of facts about it); ``None`` for a model checked before it
+            has one.
         device: a device of this backend's capability record (``cpu``, ``cuda``, ``gpu``, ...).
         threads: intra-op CPU threads; ``None`` leaves the engine's default.
 
@@ -70,10 +80,12 @@ class Backend(ABC):
     #: registry name, set by each subclass
     name: ClassVar[str] = ""
 
-    def __init__(self, artifact: str | Path, card: Card, device: str = "cpu", threads: int | None = None):
+    def __init__(self, artifact: str | Path | bytes, card: Card | None, device: str = "cpu", threads: int | None = None):
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise BackendError(f"threads must be a positive integer or None, got {threads!r}")
-        self.artifact = Path(artifact)
+        #: what the engine loads: a path string, or the model's bytes
+        self.source: str | bytes = artifact if isinstance(artifact, bytes) else str(artifact)
+        self.artifact = Path(IN_MEMORY if isinstance(artifact, bytes) else artifact)
         self.card = card
         self.device = device
         self.threads = threads
@@ -127,6 +139,23 @@ class Backend(ABC):
         outputs = self._infer(feeds)
         self.last_latency_s = time.perf_counter() - started
         return outputs
+
+    @property
+    def output_names(self) -> list[str]:
+        """The model's outputs by name, in its order (the keys :meth:`infer` returns)."""
+        return list(self._output_names)
+
+    def run(self, inputs: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """The first output for (N, ...) ``inputs``, run in batches of ``batch_size`` (of the model's own
+        batch size when it fixes one)."""
+        batch_size = self.input_spec.fixed_batch or batch_size
+        name, first = self.input_spec.name, self.output_names[0]
+        dtype = np.dtype(self.input_spec.dtype)
+        outputs = [
+            self.infer({name: np.ascontiguousarray(inputs[start : start + batch_size], dtype=dtype)})[first]
+            for start in range(0, len(inputs), batch_size)
+        ]
+        return np.concatenate(outputs, axis=0)
 
     def close(self) -> None:
         """Release the engine; further :meth:`infer` calls raise. Safe to call twice."""

@@ -34,7 +34,7 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, artifact: str | Path, card: Card, device: str = "cpu", threads: int | None = None):
+    def __init__(self, artifact: str | Path | bytes, card: Card | None, device: str = "cpu", threads: int | None = None):
         super().__init__(artifact, card, device, threads)
         available = onnxruntime.get_available_providers()
         wanted = PROVIDERS[device]
@@ -57,7 +57,7 @@ class OnnxRuntimeBackend(Backend):
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self._session = onnxruntime.InferenceSession(
-                str(self.artifact), options, providers=[p for p in wanted if p in available]
+                self.source, options, providers=[p for p in wanted if p in available]
             )
         except Exception as error:  # noqa: BLE001 - ORT raises several types (Fail, InvalidGraph, NoSuchFile, ...)
             raise BackendError(f"{self.artifact}: ONNX Runtime cannot load it ({first_line(error)})") from None

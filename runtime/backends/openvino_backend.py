@@ -23,11 +23,25 @@ class OpenVinoBackend(Backend):
     An ``fp32`` card is compiled with ``INFERENCE_PRECISION_HINT=f32``: OpenVINO would otherwise pick
     bf16 (CPUs with AMX/AVX-512-BF16) or f16 (GPUs) and silently measure another precision than the
     card states. ``fp16`` and ``int8`` artifacts keep OpenVINO's default execution precision.
+
+    Args:
+        inference_precision: ``INFERENCE_PRECISION_HINT`` to force (``"f32"``: a comparison measures
+            the artifact, not the device's float format); ``None``: by the card as above (f32 when
+            there is no card).
     """
 
     name = "openvino"
 
-    def __init__(self, artifact: str | Path, card: Card, device: str = "cpu", threads: int | None = None):
+    def __init__(
+        self,
+        artifact: str | Path,
+        card: Card | None,
+        device: str = "cpu",
+        threads: int | None = None,
+        inference_precision: str | None = None,
+    ):
+        if isinstance(artifact, bytes):
+            raise BackendError("the openvino backend loads models from files (.xml IR or .onnx), not from bytes")
         super().__init__(artifact, card, device, threads)
         core = openvino.Core()
         target = DEVICES[device]
@@ -40,7 +54,9 @@ class OpenVinoBackend(Backend):
         config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        if card.precision == "fp32":
+        if inference_precision:
+            config["INFERENCE_PRECISION_HINT"] = inference_precision
+        elif card is None or card.precision == "fp32":
             config["INFERENCE_PRECISION_HINT"] = "f32"
         try:
             model = core.read_model(str(self.artifact))

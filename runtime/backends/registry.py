@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.backends.base import Backend, BackendError
+from runtime.card import Card
 from runtime.errors import UsageError, did_you_mean, unknown_name
 
 
@@ -253,3 +254,37 @@ def load_backend(
             f"but its card says {loaded.card.precision}"
         )
     return loaded
+
+
+def open_model(
+    model: str | Path | bytes,
+    backend: str | None = None,
+    card: Card | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    **options,
+) -> Backend:
+    """Load a model for a check: from a file or from an ONNX model's bytes in memory, card optional.
+
+    :func:`load_backend` is the runtime's door (a file and its card, precisions checked); this one
+    serves export's and calibration's checks of models that have no card yet, or none on disk.
+
+    Args:
+        model: a file, or serialized ONNX bytes (ONNX Runtime unless ``backend`` says otherwise).
+        backend: registry name; ``None`` picks by suffix (bytes: ``onnxruntime``).
+        card: the model's card, or ``None`` (engine facts only).
+        options: engine options of that backend (e.g. OpenVINO's ``inference_precision``).
+
+    Raises:
+        UsageError: unknown backend, or a suffix it cannot read.
+        BackendError: missing package or file, or a model the engine rejects.
+    """
+    if isinstance(model, bytes):
+        entry = get_backend(backend or "onnxruntime")
+    else:
+        entry = choose_backend(model, backend)
+        if not Path(model).is_file():
+            raise BackendError(f"{model}: not found; pass an existing {'/'.join(entry.capabilities.suffixes)} file")
+    if not entry.installed:
+        raise BackendError(entry.missing_message())
+    return entry.load_class()(model, card, device=device, threads=threads, **options)

@@ -63,6 +63,7 @@ class TorchBackend(Backend):
         self._model = model.to(device).eval()
         size = card.input_size
         self._spec = InputSpec(card.input_name, (None, 3, size, size), "float32")
+        self._output_names = [OUTPUT_NAME]
 
     @classmethod
     def available_devices(cls) -> tuple[str, ...]:
