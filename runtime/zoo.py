@@ -1,8 +1,8 @@
 """Model zoo: public third-party landmark models and face detectors, downloaded once, verified, landmark models given a card.
 
 ``fetch_model("pfld_ghostone")`` downloads the file on first use (progress bar, sha256 checked while
-streaming, written atomically), imports it with the same card flags as ``python -m export.onnx
---import`` and returns the ready artifact; later calls return the cached artifact without touching
+streaming, written atomically), imports it with its card (the same as ``python -m export.onnx
+--import`` with :func:`import_flags`) and returns the ready artifact; later calls return the cached artifact without touching
 the network. Nothing half-written is ever left in the cache.
 
 Cache: ``$EDGEMARK_CACHE/models`` (default ``~/.cache/edgemark/models``), one folder per model holding
@@ -28,8 +28,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.card import CardError, file_sha256, read_card, sidecar_path
+from runtime.card import Card, CardError, file_sha256, read_card, sidecar_path
+from runtime.crop import CropRule, Normalisation
 from runtime.errors import EdgemarkError, UsageError, unknown_name
+from runtime.heatmap import OFFSET_DECODE, HeatmapOffsets
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +57,8 @@ class ZooEntry:
         licence: licence of the model weights.
         source: where it comes from (project and paper/repository).
         description: one line for listings.
-        import_flags: the card flags of ``python -m export.onnx --import`` for this model (empty for a
-            face detector, which needs no card).
+        card: the card the model is imported with (``None`` for a face detector, which needs none);
+            :func:`import_flags` gives the same as ``python -m export.onnx --import`` flags.
         kind: ``landmarks`` (imported into an artifact) or ``detector`` (used as downloaded).
     """
 
@@ -67,7 +69,7 @@ class ZooEntry:
     licence: str
     source: str
     description: str
-    import_flags: tuple[str, ...]
+    card: Card | None = None
     kind: str = "landmarks"
 
     def url(self, base_url: str | None = None) -> str:
@@ -76,10 +78,9 @@ class ZooEntry:
 
 # The card of ../shared/data/README.md: 112x112 BGR input, (x/255 - 0.5) / 0.5, 98 (x, y) pairs in
 # [0, 1] of the crop, crop = 1.2 x the longer side of the landmarks' box, WFLW-98 layout.
-PFLD_IMPORT_FLAGS = (
-    "--layout", "wflw98", "--input-size", "112", "--channel-order", "BGR",
-    "--mean", "0.5", "0.5", "0.5", "--std", "0.5", "0.5", "0.5",
-    "--output-kind", "coords", "--crop-scale", "1.2", "--crop-box", "landmarks",
+PFLD_CARD = Card(
+    layout="wflw98", num_points=98, input_size=112, normalisation=Normalisation("BGR", (0.5,) * 3, (0.5,) * 3),
+    output_kind="coords", decode="direct", crop_rule=CropRule("landmarks", 1.2),
 )  # fmt: skip
 # ../shared/data/README.md's OpenSeeFace card: 224x224 RGB ImageNet input; (N, 198, 28, 28) output =
 # 66 heatmaps, 66 row (y) offset maps, 66 column (x) offset maps (the author's code calls rows x;
@@ -87,22 +88,54 @@ PFLD_IMPORT_FLAGS = (
 # recovered as logit(v) / 16 * 223 input px, cells 223/27 px apart; crop = the landmarks' box widened
 # by 10 % of its width each side and 12.5 % of its height above and below (the author's tracker
 # crops the previous frame's landmark box so), stretched to 224x224.
-OPENSEEFACE_IMPORT_FLAGS = (
-    "--layout", "ibug66", "--input-size", "224", "--channel-order", "RGB",
-    "--mean", "0.485", "0.456", "0.406", "--std", "0.229", "0.224", "0.225",
-    "--output-kind", "heatmap_offsets", "--heatmap-size", "28", "--cell-spacing", "223/27",
-    "--offset-scale", "223", "--offset-channels", "heatmap,y_offset,x_offset",
-    "--offset-transform", "logit", "--offset-divisor", "16",
-    "--crop-box", "landmarks", "--crop-scale", "1.2", "--crop-scale-y", "1.25",
+OPENSEEFACE_CARD = Card(
+    layout="ibug66", num_points=66, input_size=224,
+    normalisation=Normalisation("RGB", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    output_kind="heatmap_offsets", decode=OFFSET_DECODE,
+    heatmap_offsets=HeatmapOffsets(
+        grid_size=28, cell_spacing=223 / 27, offset_scale=223, channel_groups=("heatmap", "y_offset", "x_offset"),
+        offset_transform="logit", offset_divisor=16,
+    ),
+    crop_rule=CropRule("landmarks", 1.2, scale_y=1.25),
 )  # fmt: skip
 # The Peppa card: 160x160 BGR, (x - 127) / 127; output (N, 143), the first 136 values the 68 (x, y) pairs
 # in [0, 1] of the crop; crop = the box widened by 20 % of its width and height on each side, stretched.
-PEPPA_IMPORT_FLAGS = (
-    "--layout", "ibug68", "--input-size", "160", "--channel-order", "BGR",
-    "--mean", "127/255", "127/255", "127/255", "--std", "127/255", "127/255", "127/255",
-    "--output-kind", "coords", "--coords-slice", "0", "136",
-    "--crop-box", "landmarks", "--crop-scale", "1.4", "--crop-scale-y", "1.4",
+PEPPA_CARD = Card(
+    layout="ibug68", num_points=68, input_size=160, normalisation=Normalisation("BGR", (127 / 255,) * 3, (127 / 255,) * 3),
+    output_kind="coords", decode="direct", coords_slice=(0, 136), crop_rule=CropRule("landmarks", 1.4, scale_y=1.4),
 )  # fmt: skip
+
+
+def import_flags(card: Card) -> tuple[str, ...]:
+    """The ``python -m export.onnx --import`` flags that give a model ``card`` (for a person to type,
+    and for tests that import through the command); ``tests/test_zoo.py`` checks the round trip."""
+    rule, norm = card.crop_rule, card.normalisation
+    flags = [
+        "--layout", card.layout, "--input-size", str(card.input_size), "--channel-order", norm.channel_order,
+        "--mean", *map(repr, norm.mean), "--std", *map(repr, norm.std), "--output-kind", card.output_kind,
+    ]  # fmt: skip
+    if card.output_kind == "heatmap":
+        flags += ["--heatmap-stride", str(card.heatmap_stride), "--decode", card.decode]
+    if card.heatmap_offsets is not None:
+        offsets = card.heatmap_offsets
+        flags += [
+            "--heatmap-size", str(offsets.grid_size), "--cell-spacing", repr(offsets.cell_spacing),
+            "--offset-scale", repr(float(offsets.offset_scale)), "--offset-channels", ",".join(offsets.channel_groups),
+            "--offset-transform", offsets.offset_transform, "--offset-divisor", repr(float(offsets.offset_divisor)),
+        ]  # fmt: skip
+    if card.coords_slice is not None:
+        flags += ["--coords-slice", *map(str, card.coords_slice)]
+    flags += ["--crop-box", rule.box, "--crop-scale", repr(rule.scale)]
+    if rule.scale_y is not None:
+        flags += ["--crop-scale-y", repr(rule.scale_y)]
+    if rule.shift_y:
+        flags += ["--crop-shift-y", repr(rule.shift_y)]
+    return tuple(flags)
+
+
+PFLD_IMPORT_FLAGS = import_flags(PFLD_CARD)
+OPENSEEFACE_IMPORT_FLAGS = import_flags(OPENSEEFACE_CARD)
+PEPPA_IMPORT_FLAGS = import_flags(PEPPA_CARD)
 YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
 PFLD_BASE_URL = "https://github.com/AnthonyF333/PFLD_GhostOne/raw/main/onnx_models"
 PFLD_SOURCE = "AnthonyF333/PFLD_GhostOne (GitHub), onnx_models/"
@@ -118,7 +151,7 @@ ZOO: dict[str, ZooEntry] = {
             licence="Apache-2.0",
             source=PFLD_SOURCE,
             description="PFLD-GhostOne, WFLW 98 points, 112x112 BGR, coords output (reported WFLW NME 5.21 %)",
-            import_flags=PFLD_IMPORT_FLAGS,
+            card=PFLD_CARD,
         ),
         ZooEntry(
             name="pfld_ghostnet",
@@ -128,7 +161,7 @@ ZOO: dict[str, ZooEntry] = {
             licence="Apache-2.0",
             source=PFLD_SOURCE,
             description="PFLD-GhostNet, WFLW 98 points, 112x112 BGR, coords output (reported WFLW NME 5.35 %)",
-            import_flags=PFLD_IMPORT_FLAGS,
+            card=PFLD_CARD,
         ),
         ZooEntry(
             name="pfld_ghostnet_slim",
@@ -138,7 +171,7 @@ ZOO: dict[str, ZooEntry] = {
             licence="Apache-2.0",
             source=PFLD_SOURCE,
             description="PFLD-GhostNet-Slim, WFLW 98 points, 112x112 BGR, coords output (reported WFLW NME 5.41 %)",
-            import_flags=PFLD_IMPORT_FLAGS,
+            card=PFLD_CARD,
         ),
         ZooEntry(
             name="openseeface_lm0",
@@ -148,7 +181,7 @@ ZOO: dict[str, ZooEntry] = {
             licence="BSD-2-Clause",
             source="emilianavt/OpenSeeFace (GitHub), models/",
             description="OpenSeeFace model 0, MobileNetV3, 66 points (iBUG-68 less 60, 64), 224x224 RGB, heatmaps + offsets",
-            import_flags=OPENSEEFACE_IMPORT_FLAGS,
+            card=OPENSEEFACE_CARD,
         ),
         ZooEntry(
             name="peppa_slim160",
@@ -158,7 +191,7 @@ ZOO: dict[str, ZooEntry] = {
             licence="Apache-2.0",
             source="ainrichman/Peppa-Facial-Landmark-PyTorch (GitHub), pretrained_weights/",
             description="Peppa slim-160, 300W-LP, 68 points, 160x160 BGR, coords output (first 136 of 143 values)",
-            import_flags=PEPPA_IMPORT_FLAGS,
+            card=PEPPA_CARD,
         ),
         ZooEntry(
             name="yunet",
@@ -168,7 +201,6 @@ ZOO: dict[str, ZooEntry] = {
             licence="Apache-2.0",
             source="opencv/opencv_zoo (GitHub), models/face_detection_yunet/ (= ShiqiYu/libfacedetection.train yunet_s)",
             description="YuNet 2023mar face detector (WIDER FACE), boxes + 5 keypoints, read by cv2.FaceDetectorYN",
-            import_flags=(),
             kind="detector",
         ),
     )
@@ -341,16 +373,13 @@ def download_verified(
 
 
 def import_download(entry: ZooEntry, download: Path, artifact: Path) -> Path:
-    """Give a verified download its card: the ``python -m export.onnx --import`` library call."""
-    # export/ is the one place that makes artifacts; it is imported only when a model needs importing.
-    from export.onnx import build_parser, config_from_args
-    from export.onnx_export import onnx_from_third_party
+    """Give a verified download its card: export's importer, found as the ``onnx`` plug-in of
+    :data:`runtime.plugins.IMPORTERS_GROUP` (the runtime imports nothing from export/)."""
+    from runtime.plugins import IMPORTERS_GROUP, load_plugin
 
-    config = config_from_args(
-        build_parser().parse_args(["--import", str(download), "-o", str(artifact), *entry.import_flags])
-    )
+    importer = load_plugin(IMPORTERS_GROUP, "onnx")
     try:
-        onnx_from_third_party(config.model, config.output, config.card, config.dynamic_batch)
+        importer(download, artifact, entry.card, True)
     except EdgemarkError as error:
         raise ZooError(f"{entry.name}: import of {download} failed ({error})") from None
     return artifact

@@ -220,3 +220,14 @@ def test_the_detector_is_fetched_verified_and_cached_like_a_model(tmp_path, serv
     assert make_detector(f"yunet:{path}").name == "yunet"
     with pytest.raises(UsageError, match="face detector, not a landmark model"):
         fetch_model("yunet", cache_dir=cache)
+
+
+@pytest.mark.parametrize("name", ["pfld_ghostone", "openseeface_lm0", "peppa_slim160"])
+def test_zoo_cards_and_their_import_flags_agree(name):
+    """The zoo holds each model's card; import_flags renders it for export.onnx, which reads it back."""
+    from export.onnx import build_parser, config_from_args
+    from runtime.zoo import import_flags, zoo_entry
+
+    card = zoo_entry(name).card
+    args = build_parser().parse_args(["--import", "model.onnx", "-o", "out.onnx", *import_flags(card)])
+    assert config_from_args(args).card.to_dict() == card.to_dict()

@@ -127,21 +127,22 @@ register_backend(
         ),
     )
 )
-register_backend(
-    BackendEntry(
-        name="torch",
-        title="PyTorch",
-        module="runtime.backends.torch_backend",
-        class_name="TorchBackend",
-        capabilities=Capabilities(
-            devices=("cpu", "cuda"),
-            precisions=("fp32",),
-            suffixes=(".pt", ".pth"),
-            package="torch",
-            install="pip install torch==2.13.0, see README",
-        ),
-    )
-)
+
+
+def _register_plugins() -> None:
+    """Add the backends other packages register (``train``: the PyTorch checkpoint backend)."""
+    import logging
+
+    from runtime.errors import EdgemarkError
+    from runtime.plugins import BACKENDS_GROUP, load_plugin, plugin_names
+
+    for name in plugin_names(BACKENDS_GROUP):
+        if name in BACKENDS:
+            continue
+        try:
+            register_backend(load_plugin(BACKENDS_GROUP, name))
+        except EdgemarkError as error:  # a plug-in that cannot load is a backend that is not here, not a crash
+            logging.getLogger(__name__).warning("backend plug-in skipped: %s", error)
 
 
 def _importable(package: str) -> bool:
@@ -220,8 +221,8 @@ def load_backend(
 ) -> Backend:
     """Load an artifact into a backend chosen by name or by file suffix.
 
-    The card comes from :func:`runtime.card.read_card` (sidecar or ONNX metadata); the torch backend
-    builds it from the checkpoint (:func:`train.checkpoint.card_from_checkpoint`).
+    The card comes from :func:`runtime.card.read_card` (sidecar or ONNX metadata); a backend may
+    build it itself (``train``'s torch plug-in reads it from the checkpoint).
 
     Args:
         artifact: ``.onnx``, ``.xml`` (OpenVINO IR), ``.engine``/``.plan`` (TensorRT) or ``.pt`` file.
@@ -288,3 +289,6 @@ def open_model(
     if not entry.installed:
         raise BackendError(entry.missing_message())
     return entry.load_class()(model, card, device=device, threads=threads, **options)
+
+
+_register_plugins()

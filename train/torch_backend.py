@@ -1,5 +1,7 @@
 """PyTorch backend: an edgemark training checkpoint (``.pt``) run eagerly, the reference for parity.
 
+train/'s plug-in to the runtime (registered through :mod:`train.plugin`).
+
 This is the one backend that needs torch (and train/); it is imported only when loaded.
 """
 from __future__ import annotations
