@@ -129,11 +129,11 @@ def onnx_from_checkpoint(
             f"on {described}; nothing written. Try another --opset, or report the model"
         )
     card = card.with_changes(
+        batch=None,
+        output_name=output_name,
         extra={
             "model_name": state.get("model_name", ""),
             "opset": opset,
-            "batch": "dynamic",
-            "output_name": output_name,
             "simplified": simplify,
             "parity": {"max_abs": difference, "inputs": described},
             **({"quantization": quantization} if quantization else {}),
@@ -334,12 +334,12 @@ def onnx_from_third_party(model_path: str | Path, output: str | Path, card: Card
         source_sha256=bytes_sha256(model_path.read_bytes()),
         format="onnx",
         tools=tool_versions("onnx", "onnxruntime"),
+        output_name=output_name,
+        batch=None if batch["dynamic"] else 1,
         extra={
             **card.extra,
             "imported": True,
-            "output_name": output_name,
             "opset": _default_opset(model),
-            "batch": "dynamic" if batch["dynamic"] else 1,
             "batch_rewrites": batch.get("rewrites", []),
             **({"unfused_convolutions": unfused} if unfused else {}),
             **({"named_nodes": named} if named else {}),
@@ -348,7 +348,7 @@ def onnx_from_third_party(model_path: str | Path, output: str | Path, card: Card
     )
     save_artifact(model, card, output)
     logger.info(
-        "imported %s -> %s in %.1f s (batch %s)", model_path, output, time.perf_counter() - started, card.extra["batch"]
+        "imported %s -> %s in %.1f s (batch %s)", model_path, output, time.perf_counter() - started, card.batch or "dynamic"
     )
     return card
 

@@ -466,11 +466,11 @@ def _engine_card(plan: TrtBuildPlan, card: Card) -> Card:
         format="tensorrt",
         precision=plan.precision,
         tools={**card.tools, **tool_versions("onnx")},
+        batch=None if plan.profile is not None else plan.input_shape[0],
         extra={
             **card.extra,
             "parent": str(plan.onnx),
             "parent_sha256": bytes_sha256(plan.onnx.read_bytes()),
-            "batch": "dynamic" if plan.profile is not None else plan.input_shape[0],
             "tensorrt_plan": {key: value for key, value in plan.to_dict().items() if key != "trtexec"},
             "trtexec": plan.trtexec_command,
         },

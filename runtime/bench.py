@@ -330,7 +330,7 @@ class _Session:
         self.rng = np.random.default_rng(seed)
         card = self.backend.card
         spec_shape = self.backend.input_spec
-        self.fixed_batch = spec_shape.fixed_batch or (1 if card.extra.get("batch") == 1 else None)
+        self.fixed_batch = spec_shape.fixed_batch or card.batch
         self._inputs: dict[int, np.ndarray] = {}
 
     def describe(self) -> dict[str, Any]:

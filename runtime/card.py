@@ -30,7 +30,9 @@ CARD_VERSION = 1
 METADATA_KEY = "edgemark.card"
 OUTPUT_KINDS = ("heatmap", "coords", "heatmap_offsets")
 # Fields left out of the serialized card while unset, so cards written before they existed stay byte-identical.
-_OPTIONAL_FIELDS = ("heatmap_offsets", "coords_slice", "model_sha256")
+_OPTIONAL_FIELDS = ("heatmap_offsets", "coords_slice", "model_sha256", "output_name")
+# Fields that were untyped entries of ``extra`` before they became fields; read from there in older cards.
+_FORMERLY_EXTRA = ("batch", "output_name")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -47,6 +49,9 @@ class Card:
         num_points: number of landmarks; must match the layout.
         input_size: side of the square input in pixels.
         input_name: name of the model's image input.
+        output_name: name of the output that holds the landmarks (``""``: the model's first output).
+        batch: the batch size the artifact is fixed at, ``None`` when its batch dimension is dynamic
+            (written as ``"dynamic"``).
         normalisation: channel order and mean/std.
         output_kind: ``heatmap`` (N, K, H, W), ``coords`` (N, 2K) normalised to [0, 1] of the crop, or
             ``heatmap_offsets`` (N, 3K, G, G) heatmaps with x and y offset maps.
@@ -79,6 +84,8 @@ class Card:
     heatmap_offsets: HeatmapOffsets | None = None
     coords_slice: tuple[int, int] | None = None
     input_name: str = "input"
+    output_name: str = ""
+    batch: int | None = None
     precision: str = "fp32"
     format: str = "onnx"
     source_sha256: str = ""
@@ -114,6 +121,8 @@ class Card:
                     f"coords_slice {list(self.coords_slice)} must select the {2 * self.num_points} values of "
                     f"{self.num_points} (x, y) pairs in a coords output (output kind here: {self.output_kind})"
                 )
+        if self.batch is not None and (isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1):
+            raise UsageError(f"card batch must be a positive integer or 'dynamic', got {self.batch!r}")
         if self.precision not in PRECISIONS:
             raise UsageError(f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)}")
 
@@ -134,6 +143,7 @@ class Card:
         for name in _OPTIONAL_FIELDS:
             if values[name] in (None, ""):
                 del values[name]
+        values["batch"] = "dynamic" if self.batch is None else self.batch
         return values
 
     def to_json(self) -> str:
@@ -143,6 +153,14 @@ class Card:
     def from_dict(cls, values: dict[str, Any]) -> "Card":
         try:
             values = dict(values)
+            extra = dict(values.get("extra") or {})
+            for name in _FORMERLY_EXTRA:
+                if name in extra:
+                    moved = extra.pop(name)
+                    values.setdefault(name, moved)
+            values["extra"] = extra
+            if values.get("batch") == "dynamic":
+                values["batch"] = None
             values["normalisation"] = Normalisation.from_dict(values["normalisation"])
             values["crop_rule"] = CropRule.from_dict(values["crop_rule"])
             if values.get("heatmap_offsets") is not None:

@@ -288,7 +288,7 @@ class Landmarker:
         self.box_conversion = box_conversion
         spec = backend.input_spec
         # The artifact's own spec is the first authority on a fixed batch; the card (import note) the second.
-        self.fixed_batch = spec.fixed_batch or (1 if card.extra.get("batch") == 1 else None)
+        self.fixed_batch = spec.fixed_batch or card.batch
 
     def predict(
         self, frame: np.ndarray, boxes, box_kind: str = "detector", conversion: BoxConversion | None = None
@@ -368,7 +368,7 @@ class Landmarker:
 
     def _primary(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         """The landmark output: the card's ``output_name`` when the backend reports it, else the first."""
-        name = self.card.extra.get("output_name")
+        name = self.card.output_name
         return outputs[name] if name in outputs else next(iter(outputs.values()))
 
     def _empty_output(self) -> np.ndarray:

@@ -232,7 +232,7 @@ def test_backend_parity(backend_name, model, suffix, artifacts, references, face
         inputs = face_inputs(backend.card)
         outputs = backend.infer({backend.input_spec.name: inputs})
         assert backend.last_latency_s is not None and backend.last_latency_s > 0
-    output = outputs.get(backend.card.extra.get("output_name"), next(iter(outputs.values())))
+    output = outputs.get(backend.card.output_name, next(iter(outputs.values())))
     expected = references(model)
     assert output.shape == expected.shape
     difference = float(np.max(np.abs(output.astype(np.float64) - expected)))

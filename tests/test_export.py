@@ -115,7 +115,7 @@ def test_import_card_round_trips(pfld, pfld_onnx):
     assert card.input_name == "input" and card.precision == "fp32"
     assert card.source_sha256 == "74d1a83932af79c2689d9371b21f32d014552f089985f076e832e89cb18f41e8"
     # PFLD hard-codes batch 1 in five Reshapes; the import rewrites them and proves it.
-    assert card.extra["batch"] == "dynamic"
+    assert card.batch is None
     assert len(card.extra["batch_rewrites"]) == 5
 
 

@@ -386,7 +386,7 @@ def test_int8_build_calls(tmp_path, qdq, fake_tensorrt):
     assert (card.format, card.precision, card.tools["tensorrt"]) == ("tensorrt", "int8", "10.9.0")
     relative = os.path.relpath(qdq, tmp_path)
     assert card.extra["trtexec"].startswith(f"trtexec --onnx={relative} --saveEngine=pfld_int8.engine ")
-    assert card.extra["gpu"] == "Fake GPU" and card.extra["batch"] == "dynamic"
+    assert card.extra["gpu"] == "Fake GPU" and card.batch is None
     assert card.calibration == read_card(qdq).calibration
 
 

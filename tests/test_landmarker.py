@@ -133,7 +133,7 @@ def test_batch_of_faces_equals_single_calls(landmarker, backend, samples, frames
 
 def test_fixed_batch_artifact_is_looped(work, pfld_onnx, samples, frames, landmarker):
     fixed = import_pfld(pfld_onnx, work / "pfld_batch1.onnx", keep_batch=True)
-    assert read_card(fixed).extra["batch"] == 1
+    assert read_card(fixed).batch == 1
     frame, truth = mosaic(samples, frames, [4, 6, 9])
     boxes = np.stack([landmark_box(points) for points in truth])
     with load_backend(fixed) as backend:

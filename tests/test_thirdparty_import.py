@@ -234,7 +234,9 @@ OLD_SQUARE_CARD = {
 def test_old_square_cards_load_and_crop_unchanged():
     card = Card.from_dict(OLD_SQUARE_CARD)
     assert card.crop_rule.scale_y is None and card.heatmap_offsets is None and card.coords_slice is None
-    assert json.loads(card.to_json()) == OLD_SQUARE_CARD  # written back as it was: no new keys
+    assert card.batch is None and card.output_name == ""  # once untyped entries of extra, now fields
+    # Written back as it was but for the batch, which moved from extra to its own field.
+    assert json.loads(card.to_json()) == {**OLD_SQUARE_CARD, "extra": {}, "batch": "dynamic"}
     # The square rule's matrix, as it always was: side 1.2 * longer side, centre at (size - 1) / 2.
     matrix = crop_matrix(np.array([10.0, 20.0, 60.0, 120.0]), card.crop_rule, 112)
     k = 112 / 120

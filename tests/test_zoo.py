@@ -94,7 +94,7 @@ def test_fetch_downloads_verifies_imports_and_runs(tmp_path, serve, mirror, face
     assert card.source_sha256 == PFLD.sha256
     facts = (card.layout, card.input_size, card.output_kind, card.normalisation.channel_order)
     assert facts == ("wflw98", 112, "coords", "BGR")
-    assert (card.crop_rule.box, card.crop_rule.scale, card.extra["batch"]) == ("landmarks", 1.2, "dynamic")
+    assert (card.crop_rule.box, card.crop_rule.scale, card.batch) == ("landmarks", 1.2, None)
 
     sample = read_pts_folder(faces68_dir)[-1]
     with load_backend(artifact) as backend:

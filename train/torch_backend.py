@@ -41,7 +41,8 @@ class TorchBackend(Backend):
             format="torch",
             model_sha256=state.get("model_sha256", ""),  # of the state dict, checked by model_from_checkpoint
             tools={"torch": torch.__version__},
-            extra={"model_name": state.get("model_name", ""), "batch": "dynamic", "output_name": OUTPUT_NAME},
+            output_name=OUTPUT_NAME,
+            extra={"model_name": state.get("model_name", "")},
         )
         return cls(artifact, card, device=device, threads=threads, model=model)
 
