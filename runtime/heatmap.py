@@ -1,7 +1,7 @@
 """Heatmap -> coordinate decoding in numpy (the runtime's path; train/decode.py mirrors it in torch).
 
-Coordinates are in heatmap pixels with pixel centres at integers. :func:`heatmap_to_input` maps them
-to the model input's pixels for a heatmap of a given stride.
+Coordinates are in heatmap pixels with pixel centres at integers; :mod:`runtime.codecs` (the heatmap
+codec) maps them to the model input's pixels and draws the training targets.
 
 Heatmaps with offset maps (card output kind ``heatmap_offsets``, e.g. OpenSeeFace) are decoded by
 :func:`decode_offsets` straight to input pixels, as :class:`HeatmapOffsets` describes.
@@ -100,16 +100,6 @@ def decode(heatmaps: np.ndarray, method: str = "centroid", **options) -> tuple[n
         raise ValueError(f"Unknown decode method '{method}'. Valid: {', '.join(DECODERS)}")
     coords, peaks = decoders[method](np.asarray(heatmaps), **options)
     return coords, np.clip(peaks, 0.0, 1.0)
-
-
-def heatmap_to_input(coords: np.ndarray, stride: float) -> np.ndarray:
-    """Map heatmap-pixel coordinates to input-pixel coordinates (pixel centres at integers)."""
-    return coords * stride + (stride - 1) / 2.0
-
-
-def input_to_heatmap(coords: np.ndarray, stride: float) -> np.ndarray:
-    """Inverse of :func:`heatmap_to_input`."""
-    return (coords - (stride - 1) / 2.0) / stride
 
 
 @dataclass(frozen=True)

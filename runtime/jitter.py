@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from runtime import heatmap as heatmaplib
+from runtime.codecs import HeatmapCodec
 from runtime.crop import CropRule, apply, crop_matrix, landmark_box
 from runtime.errors import UsageError, cli_main, unknown_name
 from runtime.layouts import layout_for_points
@@ -196,14 +197,6 @@ def noisy_observations(true_points: np.ndarray, sigma_px: float, seed: int = 0) 
     return true_points + np.random.default_rng(seed).normal(0.0, sigma_px, size=true_points.shape)
 
 
-def _gaussian_maps(centres: np.ndarray, size: int, sigma: float) -> np.ndarray:
-    """(N, K, size, size) float32 unit-peak Gaussians at sub-pixel heatmap ``centres`` (N, K, 2)."""
-    grid = np.arange(size, dtype=np.float32)
-    along_x = np.exp(-((grid - centres[..., 0:1].astype(np.float32)) ** 2) / (2 * sigma**2))  # (N, K, W)
-    along_y = np.exp(-((grid - centres[..., 1:2].astype(np.float32)) ** 2) / (2 * sigma**2))  # (N, K, H)
-    return along_y[..., :, None] * along_x[..., None, :]
-
-
 def heatmap_observations(
     true_points: np.ndarray,
     methods: Sequence[str] = ("argmax", "centroid"),
@@ -249,17 +242,15 @@ def heatmap_observations(
     frames = len(true_points)
     matrix = crop_matrix(landmark_box(true_points.reshape(-1, 2)), crop, input_size)
     inverse = cv2.invertAffineTransform(matrix)
-    map_size = input_size // stride
-    centres = heatmaplib.input_to_heatmap(apply(matrix, true_points), stride)  # (T, K, 2) heatmap pixels
+    codec = HeatmapCodec(true_points.shape[1], input_size, stride, sigma=heatmap_sigma)
     rng = np.random.default_rng(seed)
     decoded = {method: np.empty_like(true_points) for method in methods}
     for start in range(0, frames, chunk):
         stop = min(start + chunk, frames)
-        maps = _gaussian_maps(centres[start:stop], map_size, heatmap_sigma)  # (N, K, H/s, W/s)
+        maps, _ = codec.encode(apply(matrix, true_points[start:stop]))  # (N, K, H/s, W/s) training targets
         maps += map_noise * rng.standard_normal(size=maps.shape, dtype=np.float32)
         for method in methods:
-            coords, _ = heatmaplib.decode(maps, method)
-            decoded[method][start:stop] = apply(inverse, heatmaplib.heatmap_to_input(coords.astype(np.float64), stride))
+            decoded[method][start:stop] = apply(inverse, codec.decode(maps, method)[0])
     return decoded
 
 

@@ -31,7 +31,8 @@ from runtime.backends.base import Backend, BackendError
 from runtime.card import Card
 from runtime.crop import apply, crop_matrix, invert, landmark_box, normalise, warp
 from runtime.errors import UsageError, unknown_name
-from runtime.heatmap import DECODERS, OFFSET_DECODE, decode, decode_offsets, heatmap_to_input
+from runtime.codecs import codec_for
+from runtime.heatmap import DECODERS, OFFSET_DECODE
 from runtime.frames import FrameError, as_bgr  # noqa: F401  (re-exported: callers catch FrameError here)
 
 BOX_KINDS = ("detector", "landmarks")
@@ -213,34 +214,8 @@ def decode_output(
         BackendError: an output whose shape does not fit the card.
     """
     output = np.asarray(output)
-    count, points_per_face = len(output), card.num_points
-    if card.output_kind == "coords":
-        start, stop = card.coords_slice or (0, 2 * points_per_face)
-        # Exactly 2K values, or at least up to the slice's end when the output carries other heads too.
-        values_per_face = output[0].size if count else stop
-        if values_per_face < stop or (card.coords_slice is None and values_per_face != stop):
-            raise BackendError(
-                f"model output is {output.shape} but the card says {points_per_face} (x, y) coords per face"
-                + (f" at values {start}-{stop - 1}" if card.coords_slice else "")
-            )
-        values = output.reshape(count, -1)[:, start:stop] if count else np.zeros((0, stop - start))
-        points = values.astype(np.float64).reshape(count, points_per_face, 2) * card.input_size - 0.5
-        confidence = np.full((count, points_per_face), np.nan, dtype=np.float32)
-    elif card.output_kind == "heatmap_offsets":
-        grid = card.heatmap_offsets.grid_size
-        if output.ndim != 4 or output.shape[1:] != (3 * points_per_face, grid, grid):
-            raise BackendError(
-                f"model output is {output.shape} but the card says ({count}, {3 * points_per_face}, {grid}, {grid}) "
-                "heatmaps with x and y offset maps"
-            )
-        points, confidence = decode_offsets(output, card.heatmap_offsets, points_per_face)
-    else:
-        if output.ndim != 4 or output.shape[1] != points_per_face:
-            raise BackendError(
-                f"model output is {output.shape} but the card says ({count}, {points_per_face}, H, W) heatmaps"
-            )
-        heatmap_coords, confidence = decode(output.astype(np.float32, copy=False), decode_method or card.decode)
-        points = heatmap_to_input(heatmap_coords.astype(np.float64), card.heatmap_stride)
+    count = len(output)
+    points, confidence = codec_for(card).decode(output, decode_method)
     if count == 1:
         frame_points = apply(invert(matrices[0]), points[0])[None]
     else:

@@ -10,7 +10,8 @@ from runtime import crop as croplib
 from runtime.annotations import AnnotationError, read_pts, read_pts_folder
 from runtime.card import Card, CardError, read_card, sidecar_path, write_card
 from runtime.errors import UsageError
-from runtime.heatmap import argmax, centroid, decode, heatmap_to_input, input_to_heatmap, soft_argmax
+from runtime.codecs import heatmap_to_input, input_to_heatmap
+from runtime.heatmap import argmax, centroid, decode, soft_argmax
 from runtime.layouts import IBUG68, LAYOUTS, WFLW98, WFLW98_TO_68, flip_points, get_layout, to_68
 from runtime.metrics import (
     agreement_per_image,
@@ -288,3 +289,26 @@ def test_the_embedded_card_is_the_authority_and_the_model_hash_is_checked(pfld_a
     sidecar_only.write_bytes(b"engine")
     write_card(sidecar_only, card.with_changes(model_sha256=""))
     assert read_card(sidecar_only).model_sha256 == ""
+
+
+def test_each_codec_decodes_what_it_encodes():
+    """Codecs own the pixel convention: encode then decode returns the input-pixel points."""
+    from runtime.codecs import CoordsCodec, HeatmapCodec
+
+    rng = np.random.default_rng(5)
+    points = rng.uniform(20, 230, size=(3, 68, 2))  # input pixels of a 256 px crop, sub-pixel
+    heatmaps, weights = HeatmapCodec(68, 256, 4, "centroid", sigma=1.5).encode(points)
+    assert heatmaps.shape == (3, 68, 64, 64) and weights.min() == 1
+    decoded, confidence = HeatmapCodec(68, 256, 4, "centroid").decode(heatmaps)
+    assert np.abs(decoded - points).max() < 0.1 and confidence.min() > 0.7  # centroid window bias ~0.05 px
+    values, _ = CoordsCodec(68, 256).encode(points)
+    assert values.shape == (3, 136) and np.allclose(CoordsCodec(68, 256).decode(values)[0], points, atol=1e-4)
+
+
+def test_codec_for_names_the_cards_output_kind(pfld_artifact):
+    from runtime.card import read_card
+    from runtime.codecs import CODECS, codec_for
+    from runtime.card import OUTPUT_KINDS
+
+    assert set(CODECS) == set(OUTPUT_KINDS)
+    assert codec_for(read_card(pfld_artifact)).kind == "coords"

@@ -11,11 +11,11 @@ import torch
 from runtime import crop
 from runtime.annotations import Sample, read_pts_folder, read_wflw_list
 from runtime.errors import EdgemarkError, UsageError
-from runtime.heatmap import centroid, heatmap_to_input
+from runtime.codecs import gaussian_heatmaps, heatmap_to_input
+from runtime.heatmap import centroid
 from runtime.layouts import AFLW19, IBUG68, flip_points
 from train.augment import AugmentConfig, affine_about_centre, map_points, photometric, random_affine
 from train.data import DatasetError, ImageReadError, LandmarkDataset, mix_avs
-from train.targets import gaussian_heatmaps
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 WFLW_LIST = FIXTURES / "wflw" / "list_98pt_rect_attr_train.txt"

@@ -2,7 +2,7 @@
 
 Per item: read the frame (``cv2.imread``, BGR) -> crop matrix from the landmarks' box (``runtime.crop``)
 -> compose a random affine (``train.augment``) -> warp once -> photometric jitter on the crop ->
-normalise -> Gaussian targets at the exact transformed points (``train.targets``).
+normalise -> Gaussian targets at the exact transformed points (the heatmap codec, ``runtime.codecs``).
 
 Randomness comes only from a numpy Generator seeded with ``(seed, epoch, index)``, so an item is
 the same whichever DataLoader worker or DDP rank draws it and after a resume; call
@@ -22,10 +22,9 @@ from torch.utils.data import Dataset
 from runtime import crop
 from runtime.annotations import Sample
 from runtime.errors import EdgemarkError, UsageError
-from runtime.heatmap import input_to_heatmap
 from runtime.layouts import Layout, get_layout
 from train.augment import AugmentConfig, map_points, photometric, random_affine
-from train.targets import gaussian_heatmaps
+from runtime.codecs import HeatmapCodec
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +99,7 @@ class LandmarkDataset(Dataset):
         self.normalisation = normalisation
         self.crop_rule = crop_rule
         self.sigma = sigma
+        self.codec = HeatmapCodec(self.layout.num_points, input_size, heatmap_stride, sigma=sigma)  # the targets
         self.augment = augment
         self.seed = seed
         self.epoch = 0
@@ -168,9 +168,7 @@ class LandmarkDataset(Dataset):
         if self.augment is not None:
             image = photometric(rng, image, self.augment)
         input_points = map_points(points, matrix, flipped, self.layout)  # (K, 2) input pixels
-        heatmaps, weights = gaussian_heatmaps(
-            input_to_heatmap(input_points, self.heatmap_stride), self.heatmap_size, self.sigma
-        )  # (K, S/stride, S/stride), (K,)
+        heatmaps, weights = self.codec.encode(input_points)  # (K, S/stride, S/stride), (K,)
         tensor = crop.normalise(image[None], self.normalisation)[0]  # (3, S, S)
         return {
             "image": torch.from_numpy(tensor),

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from runtime import crop as croplib
 from runtime.annotations import Sample
 from runtime.errors import EdgemarkError, UsageError, unknown_name
-from runtime.heatmap import heatmap_to_input
+from runtime.codecs import heatmap_to_input
 from runtime.layouts import Layout, get_layout
 from runtime.metrics import WFLW_ATTRIBUTES, nme_per_image, summarise, wflw_subset_table
 from train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
