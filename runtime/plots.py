@@ -86,7 +86,7 @@ def latency_vs_nme(points: Sequence[Point], path: str | Path, reference_nme: flo
     for number, point in enumerate(points, start=1):
         if point.flagged:
             axes.scatter([point.x], [point.y], s=80, facecolor="none", edgecolor=FLAGGED_COLOUR, linewidth=1.8,
-                         zorder=3, label=f"{number}  {point.label} (flagged: see its reason)")
+                         zorder=3, label=f"{number}  {point.label} (flagged on the video)")
         else:
             axes.scatter([point.x], [point.y], s=60, color=colour(point.index), zorder=3, edgecolor="black",
                          linewidth=0.5, label=f"{number}  {point.label}")
@@ -100,9 +100,7 @@ def latency_vs_nme(points: Sequence[Point], path: str | Path, reference_nme: flo
         axes.legend(loc="upper right", fontsize=7)
     if points:
         axes.set_xlim(0, max(point.x for point in points) * 1.6)  # room for the legend on the right
-        nmes = [point.y for point in points]
-        spread = max(max(nmes) - min(nmes), 0.2)
-        axes.set_ylim(max(0.0, min(nmes) - 0.5 * spread), max(nmes) + 0.5 * spread)
+        axes.set_ylim(*nme_limits([point.y for point in points]))
     else:
         axes.text(0.5, 0.5, "no artifact has both a latency and an NME", ha="center", transform=axes.transAxes)
     axes.set_xlabel("latency p50 at batch 1 (ms)")
@@ -110,6 +108,12 @@ def latency_vs_nme(points: Sequence[Point], path: str | Path, reference_nme: flo
     axes.set_title("Speed vs accuracy (lower left is better)")
     axes.grid(True, alpha=0.3)
     return _save(figure, path)
+
+
+def nme_limits(nmes: Sequence[float]) -> tuple[float, float]:
+    """The NME axis of :func:`latency_vs_nme`: half the spread (at least 0.1) beyond the extremes, never below 0."""
+    spread = max(max(nmes) - min(nmes), 0.2)
+    return max(0.0, min(nmes) - 0.5 * spread), max(nmes) + 0.5 * spread
 
 
 def clip_limit(video: Sequence[Point]) -> float | None:
@@ -193,6 +197,9 @@ def _video_jitter_bars(axes, video: Sequence[Point], width: float) -> None:
             if point.flagged:
                 bar.set_edgecolor(FLAGGED_COLOUR)
                 bar.set_linewidth(1.2)
+            if not np.isfinite(value) and which == "x":  # no run of 3 frames with a face: no jitter to draw
+                axes.text(bar.get_x() + bar.get_width(), 0, "no jitter\n(face not held)", ha="center",
+                          va="bottom", fontsize=7, color=FLAGGED_COLOUR if point.flagged else "black")
             if limit is not None and np.isfinite(value) and value > limit:
                 bar.set_hatch("//")
                 axes.text(bar.get_x() + bar.get_width() / 2, limit, f"{value:.0f} %\u2191", ha="center",

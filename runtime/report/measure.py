@@ -29,9 +29,10 @@ logger = logging.getLogger(__name__)
 # raw jitter passes this, in percent of the inter-ocular distance per frame: real head motion and a
 # working model give 1-10 %; a model that has lost the face gives tens to hundreds.
 WILD_JITTER_PERCENT = 25.0
+# ... or when it never keeps the face 3 frames running (no jitter to measure: the face is lost within a few frames),
 # ... or when it keeps the face in fewer than this fraction of the frames the best artifact of the
 # report kept it in (the same detector runs for all, so the difference is the model losing the face).
-LOST_FRACTION = 0.5
+LOST_FRACTION = 0.8
 
 
 # -------------------------------------------------------------------------------------------------
@@ -333,7 +334,7 @@ def video_stage(config: ReportConfig, rows: list[ArtifactRow], landmarkers: dict
 
 
 def flag_tracking(video: Tracking, best_found: int) -> str:
-    """Why a tracking is not a result (the face lost, or wild jitter), or ``""`` when it is one.
+    """Why a tracking is not a result (the face lost, never held, or wild jitter), or ``""`` when it is one.
 
     Args:
         video: the artifact's passes.
@@ -343,14 +344,15 @@ def flag_tracking(video: Tracking, best_found: int) -> str:
     if smoothed.faces_found == 0:
         return f"no face tracked in any of {smoothed.frames} frames"
     problems = []
-    lost = min(raw.faces_found, smoothed.faces_found)
-    if lost < LOST_FRACTION * best_found:
-        problems.append(f"lost the face: a face in {lost} of {smoothed.frames} frames, where another artifact "
+    kept = min(raw.faces_found, smoothed.faces_found)
+    if kept < LOST_FRACTION * best_found:
+        problems.append(f"lost the face: a face in {kept} of {smoothed.frames} frames, where another artifact "
                         f"kept it in {best_found}")  # fmt: skip
-    wild = max(raw.jitter_percent, smoothed.jitter_percent)
-    if np.isfinite(wild) and wild > WILD_JITTER_PERCENT:
-        problems.append(f"wild jitter: {raw.jitter_percent:.0f} % raw (a working model: under "
-                        f"{WILD_JITTER_PERCENT:.0f} %)")  # fmt: skip
+    if not np.isfinite(raw.jitter_percent):
+        problems.append("never kept the face 3 frames running")
+    elif raw.jitter_percent > WILD_JITTER_PERCENT:
+        problems.append(f"raw jitter {raw.jitter_percent:.0f} % of the inter-ocular distance, where a working "
+                        f"model stays under {WILD_JITTER_PERCENT:g} %")  # fmt: skip
     if not problems:
         return ""
     return "does not track this video (" + "; ".join(problems) + "): its tracking figures are not a result"
