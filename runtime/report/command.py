@@ -5,7 +5,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from runtime.bench import ArtifactSpec, BenchConfig
+from runtime.bench import ArtifactSpec, BenchConfig, add_speed_flags, speed_settings
 from runtime.detect import DEFAULT_DETECTOR
 from runtime.errors import UsageError, cli_main
 from runtime.report.assemble import build_report
@@ -45,12 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--video", default="", help="a video of a face for tracker FPS and jitter")
     parser.add_argument("--max-frames", type=int, default=0, help="use at most N video frames (0: all)")
     parser.add_argument("--out", required=True, help="folder to write report.md/html/json and the plots to")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2, help="inference threads everywhere (default 2)")
-    parser.add_argument("--batch", type=int, default=8, help="throughput batch (default 8)")
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=200, help="timed batch-1 calls per artifact (default 200)")
-    parser.add_argument("--rounds", type=int, default=10, help="interleaved benchmark rounds (default 10)")
+    add_speed_flags(parser)  # --device --threads --batch --warmup --runs --rounds, as runtime.bench has them
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="face detector of the tracker (yunet, haar, yunet:PATH)")
     parser.add_argument("--smoothing", default="one_euro", help="tracker smoothing for FPS and smoothed jitter "
                                                                 "(one_euro, ema, kalman, none)")
@@ -70,17 +65,8 @@ def config_from_arguments(arguments: argparse.Namespace) -> ReportConfig:
     artifacts = expand_artifacts(arguments.artifacts, arguments.backends, arguments.checkpoint)
     if not artifacts:
         raise UsageError("no artifacts: pass --artifacts PATH[@BACKEND] ... and/or --checkpoint X.pt")
-    bench = BenchConfig(
-        artifacts,
-        device=arguments.device,
-        threads=arguments.threads,
-        batch=arguments.batch,
-        warmup=arguments.warmup,
-        runs=arguments.runs,
-        rounds=arguments.rounds,
-    )
     return ReportConfig(
-        bench=bench,
+        bench=BenchConfig(artifacts, **speed_settings(arguments)),
         out=arguments.out,
         faces=arguments.faces,
         video=arguments.video,
