@@ -308,7 +308,7 @@ def test_smoothing_none_fills_the_tracking_table(wild_report):
 
 def test_a_model_that_fails_on_the_video_is_flagged_not_ok(wild_report):
     document = json.loads((wild_report / "report.json").read_text())
-    fp32, jittery, lost = document["artifacts"]
+    _, jittery, lost = document["artifacts"]
     assert jittery["video"]["faces_found"] == 12 and jittery["video"]["jitter_raw_percent"] > 50
     assert lost["video"]["faces_found"] < 12
     for row in (jittery, lost):

@@ -8,7 +8,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from runtime.bench import ArtifactSpec, benchmark_artifacts, describe_machine, failure_reason, machine_description
+from runtime.bench import (
+    ArtifactSpec,
+    benchmark_artifacts,
+    describe_machine,
+    failure_reason,
+    machine_description,
+)
 from runtime.report import measure
 from runtime.report.config import THRESHOLD, ReportConfig, match_reference
 from runtime.report.measure import Faces

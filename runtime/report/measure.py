@@ -206,8 +206,15 @@ def label_free_stage(config: ReportConfig, rows: list[ArtifactRow], landmarkers:
     Args:
         references: layout -> index of its reference row (:func:`runtime.report.assemble.layout_references`).
     """
-    from runtime.agreement import AgreementError, check_comparable, compare, face_inputs, join, predict_points
-    from runtime.agreement import video_inputs
+    from runtime.agreement import (
+        AgreementError,
+        check_comparable,
+        compare,
+        face_inputs,
+        join,
+        predict_points,
+        video_inputs,
+    )
 
     for layout, reference_index in references.items():
         reference, reference_name = landmarkers[reference_index], rows[reference_index].name

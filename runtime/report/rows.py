@@ -35,7 +35,7 @@ class Accuracy:
     per_image: list[dict[str, Any]]
     wflw_subsets: dict[str, dict[str, float]] | None
     seconds: float
-    nme_per_image: tuple[np.ndarray, np.ndarray] = field(repr=False, default=(np.zeros(0), np.zeros(0)))
+    nme_per_image: tuple[np.ndarray, np.ndarray] = field(repr=False, default_factory=lambda: (np.zeros(0), np.zeros(0)))
     nme_change: dict[str, float] | None = None
     nme_change_reference: str | None = None
 
