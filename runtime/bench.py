@@ -790,6 +790,22 @@ def config_summary(config: BenchConfig) -> dict[str, Any]:
 # command
 
 
+def add_speed_flags(parser: argparse.ArgumentParser) -> None:
+    """The speed flags of every command that benchmarks (this one, ``runtime.report``): device, threads,
+    batch, warm-up, runs, rounds; :func:`speed_settings` reads them back for :class:`BenchConfig`."""
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, gpu (backend-specific; default cpu)")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads of every engine (default 2)")
+    parser.add_argument("--batch", type=int, default=8, help="batch size of the throughput phase (default 8)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed calls before timing (default 20)")
+    parser.add_argument("--runs", type=int, default=200, help="timed batch-1 calls per artifact (default 200)")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved blocks the runs are split into (default 10)")
+
+
+def speed_settings(arguments: argparse.Namespace) -> dict[str, Any]:
+    """:class:`BenchConfig` keyword arguments from the flags of :func:`add_speed_flags`."""
+    return {name: getattr(arguments, name) for name in ("device", "threads", "batch", "warmup", "runs", "rounds")}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m runtime.bench",
@@ -799,12 +815,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help="artifact files, PATH or PATH@BACKEND")
     parser.add_argument("--backend", default=None, help="backend for artifacts that name none (default: by suffix)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, gpu (backend-specific; default cpu)")
-    parser.add_argument("--threads", type=int, default=2, help="intra-op threads of every engine (default 2)")
-    parser.add_argument("--batch", type=int, default=8, help="batch size of the throughput phase (default 8)")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed calls before timing (default 20)")
-    parser.add_argument("--runs", type=int, default=200, help="timed batch-1 calls per artifact (default 200)")
-    parser.add_argument("--rounds", type=int, default=10, help="interleaved blocks the runs are split into (default 10)")
+    add_speed_flags(parser)
     parser.add_argument(
         "--no-isolate", action="store_true", help="run every artifact in this process (faster; no memory figure)"
     )
@@ -817,13 +828,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     config = BenchConfig(
         artifacts=tuple(ArtifactSpec.parse_existing(text, arguments.backend) for text in arguments.artifacts),
-        device=arguments.device,
-        threads=arguments.threads,
-        batch=arguments.batch,
-        warmup=arguments.warmup,
-        runs=arguments.runs,
-        rounds=arguments.rounds,
         isolate=not arguments.no_isolate,
+        **speed_settings(arguments),
     )
     machine = machine_description()
     rows = benchmark_artifacts(config)
