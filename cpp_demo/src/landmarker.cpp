@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 
 #include <nlohmann/json.hpp>
@@ -228,7 +230,8 @@ Landmarker::Landmarker(const std::string& artifact, const Card& card, int thread
             shape[0] = 1;
             single->reshape(shape);
             single_request_ = std::make_unique<ov::InferRequest>(compile(single).create_infer_request());
-        } catch (const std::exception&) {
+        } catch (const std::exception& error) {
+            if (std::getenv("EDGEMARK_PROFILE")) std::fprintf(stderr, "no batch-1 compilation: %s\n", first_line(error.what()).c_str());
             single_request_.reset();  // an optimisation only: the dynamic model still runs
         }
     }

@@ -391,7 +391,7 @@ int run(const Config& given_config) {
 
     bool stills = source.folder() && !config.frames;  // independent photographs: no track carries over
     int processed = 0, with_faces = 0, bad = 0;
-    double smoothed_fps = 0;
+    double smoothed_fps = 0, infer_total = 0, tracker_total = 0;
     auto started = std::chrono::steady_clock::now();
     Outputs outputs(config.outputs, source.fps(), card.num_points, source.folder() ? &source.image_names() : nullptr, stills);
     cv::Mat frame;
@@ -401,6 +401,8 @@ int run(const Config& given_config) {
         FrameResult result = given.empty() && config.boxes.empty()
                                  ? tracker.process(frame, timestamp)
                                  : tracker.process_given(frame, given[processed], timestamp);
+        infer_total += result.infer_seconds;
+        tracker_total += result.seconds;
         if (!result.error.empty()) std::fprintf(stderr, "warning: frame %d skipped: %s\n", result.index, result.error.c_str());
         ++processed;
         with_faces += !result.faces.empty();
@@ -425,6 +427,10 @@ int run(const Config& given_config) {
                                 " frames (detector '" + config.detector + "'); check the lighting, or try --min-face 0.05 for small faces");
         }
         std::fprintf(stderr, "warning: no face found in any of the %d images; each has a 'no face' row\n", processed);
+    }
+    if (std::getenv("EDGEMARK_PROFILE")) {
+        std::fprintf(stderr, "profile: inference %.3f s, detector %.3f s, tracker total %.3f s\n", infer_total,
+                     detector ? detector->seconds() : 0.0, tracker_total);
     }
     auto written = outputs.close();
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
