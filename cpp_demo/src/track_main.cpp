@@ -19,13 +19,17 @@
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/videoio.hpp>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "card.hpp"
 #include "detector.hpp"
 #include "errors.hpp"
 #include "landmarker.hpp"
 #include "outputs.hpp"
+#include "smoothing.hpp"
 #include "tracker.hpp"
 
 namespace fs = std::filesystem;
@@ -163,6 +167,7 @@ Config parse_arguments(int argc, char** argv) {
     if (config.device != "cpu") {
         throw UsageError("device '" + config.device + "' is not in the C++ demo, which runs on the CPU only");
     }
+    make_smoother(config.smooth, 30.0);  // an unknown smoother name fails before any work
     if (config.show) {
         throw UsageError("--show: the C++ demo opens no window; write files with --out/--csv/--json (or use python -m runtime.track --show)");
     }
@@ -207,6 +212,29 @@ std::string yunet_path(const std::string& spec) {
     return cached.string();
 }
 
+// Keeps stderr closed while alive: libavformat prints its own lines for a file it cannot open.
+class QuietStderr {
+public:
+    QuietStderr() {
+        std::fflush(stderr);
+        saved_ = dup(2);
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) {
+            dup2(null, 2);
+            close(null);
+        }
+    }
+    ~QuietStderr() {
+        if (saved_ >= 0) {
+            dup2(saved_, 2);
+            close(saved_);
+        }
+    }
+
+private:
+    int saved_ = -1;
+};
+
 // Frames of a camera, video file or image folder (runtime.track.open_source).
 class Source {
 public:
@@ -237,7 +265,12 @@ public:
         if (!fs::exists(path)) {
             throw EdgemarkError(source + ": no such file, folder or camera; expected 'webcam', a camera index, a video or an image folder");
         }
-        capture_.open(source);
+        {
+            // FFmpeg, not GStreamer (which Debian's OpenCV tries next, with several warnings), and no
+            // library chatter on stderr: an unreadable file gets our one error line.
+            QuietStderr quiet;
+            capture_.open(source, cv::CAP_FFMPEG);
+        }
         if (!capture_.isOpened()) {
             throw EdgemarkError(source + ": OpenCV cannot open this video (unsupported codec or not a video file)");
         }
@@ -442,6 +475,7 @@ int run(const Config& given_config) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_ERROR);
     try {
         return run(parse_arguments(argc, argv));
     } catch (const EdgemarkError& error) {
