@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO / "cpp_demo"))
 import parity  # noqa: E402  (cpp_demo/parity.py)
 
 BUILD_SCRIPT = REPO / "cpp_demo" / "build.sh"
+SYSTEM_PACKAGES = ("libopencv-dev", "nlohmann-json3-dev")
 PIXEL_TOLERANCE = 0.5  # the acceptance: every landmark within 0.5 px of the Python tracker's
 SHORT_RUN = 60  # frames of the default parity test; the slow ones cover the whole video
 
@@ -33,6 +34,11 @@ def cpp_tracker() -> Path:
     missing = [tool for tool in ("cmake", "g++") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"cpp_demo needs {' and '.join(missing)} to build (apt-get install cmake g++)")
+    if shutil.which("dpkg-query"):
+        absent = [package for package in SYSTEM_PACKAGES if subprocess.run(
+            ["dpkg-query", "-W", "-f=${db:Status-Status}", package], capture_output=True, text=True).stdout != "installed"]
+        if absent:  # build.sh would apt-get them as root; a test run installs nothing
+            pytest.skip(f"cpp_demo needs {' '.join(absent)}: run cpp_demo/build.sh as root, or apt-get install -y {' '.join(absent)}")
     built = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True,
                            env={**os.environ, "PYTHON": sys.executable})
     if built.returncode:
