@@ -118,13 +118,14 @@ def overall_fps(stdout: str) -> float:
     return float(match.group(1))
 
 
-def compare_fps(models: list[str], video: str, detector: str, repeats: int, work: Path) -> list[dict]:
+def compare_fps(models: list[str], video: str, detector: str, repeats: int, work: Path, threads: int = 0) -> list[dict]:
     """Both command lines on each model, alternating, ``repeats`` times each; median overall FPS."""
     rows = []
     for model in models:
         figures: dict[str, list[float]] = {"python": [], "cpp": []}
         for _ in range(repeats):
-            common = [video, "--model", model, "--detector", detector, "--csv", str(work / "fps.csv")]
+            common = [video, "--model", model, "--detector", detector, "--csv", str(work / "fps.csv"),
+                      *(["--threads", str(threads)] if threads else [])]
             python = subprocess.run([sys.executable, "-m", "runtime.track", *common, "--backend", "openvino", "--no-show"],
                                     capture_output=True, text=True, check=True)
             figures["python"].append(overall_fps(python.stdout))
@@ -144,12 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default=None, help="the Python tracker's backend for 'landmarks' (default: by suffix)")
     parser.add_argument("--max-frames", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="inference threads of both trackers (0: OpenVINO's default)")
     parser.add_argument("--work", default=".", help="folder for the runs' files")
     args = parser.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.what == "fps":
-        for row in compare_fps(args.model, args.video, args.detector, args.repeats, work):
+        for row in compare_fps(args.model, args.video, args.detector, args.repeats, work, args.threads):
             print(f"{row['model']}: python {row['python']:.1f} FPS, C++ {row['cpp']:.1f} FPS "
                   f"(x{row['cpp'] / row['python']:.2f}; runs {row['runs']})")
         return 0

@@ -476,6 +476,9 @@ int run(const Config& given_config) {
 
 int main(int argc, char** argv) {
     cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_ERROR);
+    // Debian's OpenCV parallelises with OpenMP, whose idle threads spin after each small warp or resize
+    // and take the cores from OpenVINO's inference threads: the per-frame image work stays on one thread.
+    cv::setNumThreads(1);
     try {
         return run(parse_arguments(argc, argv));
     } catch (const EdgemarkError& error) {
