@@ -51,7 +51,9 @@ def python_run(model: str, video: str, detector: str, backend: str | None = None
     class RecordingLandmarker(Landmarker):
         """Keeps the detector boxes of new faces (the tracker crops them through ``predict``)."""
 
-        calls: list[tuple[np.ndarray, np.ndarray]] = []
+        def __init__(self, backend):
+            super().__init__(backend)
+            self.calls: list[tuple[np.ndarray, np.ndarray]] = []  # (boxes, points) of this frame's predict calls
 
         def predict(self, frame, boxes, box_kind="detector", conversion=None):
             result = super().predict(frame, boxes, box_kind, conversion)
