@@ -197,3 +197,32 @@ def test_bad_inputs_are_one_line(faces68_dir, fitted, generated, tmp_path, capsy
         assert style_main(argv) != 0, name
         assert expected in one_error_line(capsys.readouterr()), name
     assert not (tmp_path / "o").exists() and not (tmp_path / "g").exists()
+
+
+def test_study_translator_source_and_checkpoint_go_together(faces68_dir, fitted, tmp_path, capsys):
+    from calib.__main__ import main as calib_main
+
+    base = ["study", "--model", str(tmp_path / "m.onnx"), "--faces", str(faces68_dir), "--out", str(tmp_path / "s")]
+    assert calib_main([*base, "--sources", "translator,real"]) == 2
+    assert "--translator" in one_error_line(capsys.readouterr())
+    assert calib_main([*base, "--translator", str(fitted)]) == 2
+    assert "go together" in one_error_line(capsys.readouterr())
+
+
+@pytest.mark.slow
+def test_calib_study_translator_arm_on_pfld(pfld_artifact, faces68_dir, fitted, tmp_path):
+    """The fourth arm end to end: per fold, the training faces styled by the translator calibrate PFLD INT8."""
+    from calib.__main__ import main as calib_main
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for name in ("einstein", "breakingbad", "aflw2000_image00050", "aflw2000_image00251"):
+        for path in faces68_dir.glob(f"{name}.*"):
+            (faces / path.name).symlink_to(path)
+    argv = ["study", "--model", str(pfld_artifact), "--faces", str(faces), "--out", str(tmp_path / "study"),
+            "--folds", "2", "--quantizers", "ort-minmax", "--sources", "translator,real", "--size", "16",
+            "--translator", str(fitted)]  # fmt: skip
+    assert calib_main(argv) == 0
+    study = json.loads((tmp_path / "study" / "study.json").read_text())
+    assert [(r["source"], r["status"]) for r in study["rows"]].count(("translator", "ok")) == 2
+    assert any(p["first"] == "translator" and p["second"] == "real" for p in study["paired"])
