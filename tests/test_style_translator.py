@@ -81,6 +81,21 @@ def test_transfer_gives_every_style_with_every_structure_in_one_pass():
     assert kl_unit_gaussians(posteriors, posteriors).item() == 0
 
 
+def test_fallback_loss_punishes_an_inverted_channel(faces68_dir):
+    """SSIM on signed values scores an inverted channel high (a fit found that optimum); on [0, 1] it must not."""
+    from train.style.data import face_dataset, layout_of, read_faces
+    from train.style.losses import SsimL1Loss
+
+    samples = read_faces(faces68_dir)[:2]
+    images = torch.stack([item["image"] for item in (face_dataset(samples, layout_of(samples), 64, 1.4, False, 0)[i] for i in range(2))])
+    inverted = images.clone()
+    inverted[:, 0] = -inverted[:, 0]  # red channel inverted
+    blurred = torch.nn.functional.avg_pool2d(images, 3, 1, 1)
+    loss = SsimL1Loss()
+    assert loss(images, images).item() == pytest.approx(0, abs=1e-5)
+    assert loss(inverted, images) > 2 * loss(blurred, images)
+
+
 def test_a_short_fit_on_real_faces_lowers_the_reconstruction_loss(fitted, capsys):
     state = load_checkpoint(fitted)
     history = state["history"].numpy()  # (steps, 4): loss, reconstruction, KL, KL weight

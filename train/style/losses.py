@@ -131,8 +131,9 @@ def _gaussian_window(channels: int, device, dtype) -> torch.Tensor:
     return (taps[:, None] * taps[None, :]).expand(channels, 1, SSIM_WINDOW, SSIM_WINDOW).contiguous()
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, value_range: float = 2.0) -> torch.Tensor:
-    """Mean SSIM of two (N, C, H, W) batches (Gaussian window, reflect padding, constants of Wang et al.)."""
+def ssim(a: torch.Tensor, b: torch.Tensor, value_range: float = 1.0) -> torch.Tensor:
+    """Mean SSIM of two (N, C, H, W) batches of non-negative values (Gaussian window, reflect padding,
+    constants of Wang et al. for ``value_range``)."""
     channels = a.shape[1]
     window = _gaussian_window(channels, a.device, a.dtype)
     pad = SSIM_WINDOW // 2
@@ -151,14 +152,20 @@ def ssim(a: torch.Tensor, b: torch.Tensor, value_range: float = 2.0) -> torch.Te
 
 
 def multiscale_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean of :func:`ssim` over up to five 2x average-pooled scales (each at least the window's size)."""
+    """Mean of :func:`ssim` over up to five 2x average-pooled scales (each at least the window's size).
+
+    Inputs are RGB in [-1, 1]; SSIM is taken on [0, 1]. On signed values an inverted channel scores
+    high (its luminance and structure terms are both negative, their product positive), and a fit
+    found that optimum: red inverted, SSIM content. Non-negative values make inversion cost.
+    """
+    a, b = (a + 1) / 2, (b + 1) / 2
     values = []
     for scale in range(SSIM_SCALES):
         if scale:
             a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
         if min(a.shape[-2:]) <= SSIM_WINDOW // 2:  # reflect padding needs pad < side
             break
-        values.append(ssim(a, b))
+        values.append(ssim(a, b, value_range=1.0))
     return torch.stack(values).mean()
 
 
