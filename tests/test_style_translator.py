@@ -93,7 +93,7 @@ def test_fallback_loss_punishes_an_inverted_channel(faces68_dir):
     blurred = torch.nn.functional.avg_pool2d(images, 3, 1, 1)
     loss = SsimL1Loss()
     assert loss(images, images).item() == pytest.approx(0, abs=1e-5)
-    assert loss(inverted, images) > 2 * loss(blurred, images)
+    assert loss(inverted, images) > 4 * loss(blurred, images)  # signed SSIM gave 2.5x, this 8.8x
 
 
 def test_a_short_fit_on_real_faces_lowers_the_reconstruction_loss(fitted, capsys):
