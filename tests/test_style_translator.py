@@ -17,15 +17,27 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.annotations import AVS_IMAGE_SIZE, read_avs_root, read_dataset, read_pts_folder
+from runtime.annotations import (
+    AVS_IMAGE_SIZE,
+    read_avs_root,
+    read_dataset,
+    read_pts_folder,
+)
 from runtime.card import Card, write_card
-from runtime.crop import CropRule, Normalisation, apply, compose, crop_matrix, landmark_box
+from runtime.crop import (
+    CropRule,
+    Normalisation,
+    apply,
+    compose,
+    crop_matrix,
+    landmark_box,
+)
+from tests.conftest import one_error_line
 from train.checkpoint import load_checkpoint, save_checkpoint
 from train.style.__main__ import main as style_main
 from train.style.generate import frame_to_output
 from train.style.losses import VGG19_LAYERS, vgg19_features
 from train.style.network import StyleTranslator, TranslatorShape, kl_unit_gaussians
-from tests.conftest import one_error_line
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY = ["--image-size", "32", "--width", "8", "--max-width", "16", "--blocks", "1", "--workers", "0"]
@@ -75,7 +87,7 @@ def test_transfer_gives_every_style_with_every_structure_in_one_pass():
             alone, _ = model.decode([f[j : j + 1] for f in structure], {k: v[i : i + 1] for k, v in styles.items()})
             assert torch.allclose(grid[i, j], alone[0], atol=1e-5)
     # Training view: posterior and prior at 8x8 and 4x4 only; KL zero when they agree.
-    output, posteriors, priors = model.train()(images, maps)
+    output, posteriors, _ = model.train()(images, maps)
     assert output.shape == images.shape and output.abs().max() <= 1
     assert sorted(tuple(p.shape[-2:]) for p in posteriors.values()) == [(4, 4), (8, 8)]
     assert kl_unit_gaussians(posteriors, posteriors).item() == 0

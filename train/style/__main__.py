@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from runtime.errors import UsageError, cli_main
 

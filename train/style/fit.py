@@ -24,7 +24,14 @@ import torch
 from runtime.card import atomic_write_bytes
 from runtime.errors import EdgemarkError, UsageError
 from train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from train.engine import Distributed, _progress, restore_rng_state, rng_state, seed_everything, select_device
+from train.engine import (
+    Distributed,
+    _progress,
+    restore_rng_state,
+    rng_state,
+    seed_everything,
+    select_device,
+)
 from train.style.data import face_dataset, layout_of, read_faces
 from train.style.losses import describe, reconstruction_loss
 from train.style.network import StyleTranslator, TranslatorShape, kl_unit_gaussians

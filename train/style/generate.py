@@ -36,12 +36,25 @@ import numpy as np
 import torch
 
 from runtime import crop
-from runtime.annotations import AVS_IMAGE_DIR, AVS_IMAGE_SIZE, AVS_LABEL_FILE, IMAGE_SUFFIXES, Sample
+from runtime.annotations import (
+    AVS_IMAGE_DIR,
+    AVS_IMAGE_SIZE,
+    AVS_LABEL_FILE,
+    IMAGE_SUFFIXES,
+    Sample,
+)
 from runtime.card import file_sha256
 from runtime.errors import UsageError
 from runtime.metrics import WFLW_ATTRIBUTES
 from train.engine import Distributed, _progress, select_device
-from train.style.data import NORMALISATION, crop_rule, face_dataset, layout_of, read_faces, to_bgr_uint8
+from train.style.data import (
+    NORMALISATION,
+    crop_rule,
+    face_dataset,
+    layout_of,
+    read_faces,
+    to_bgr_uint8,
+)
 from train.style.fit import load_translator_state
 from train.style.losses import describe
 from train.style.network import StyleTranslator, TranslatorShape

@@ -60,7 +60,7 @@ def load_vgg19(path: str | Path) -> nn.Sequential:
         raise UsageError(f"--perceptual-weights {path}: no such file; pass a VGG19 state dict (.pth) or leave it out")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a pickle with objects, or not a torch file at all
+    except Exception as error:  # noqa: BLE001 - a pickle with objects, or not a torch file at all
         raise UsageError(
             f"--perceptual-weights {path}: not a plain VGG19 state dict ({type(error).__name__}); save one with "
             "torch.save(model.state_dict(), FILE)"
@@ -71,7 +71,7 @@ def load_vgg19(path: str | Path) -> nn.Sequential:
     wanted = features.state_dict().keys()
     picked = {}
     for key, value in (state.items() if isinstance(state, dict) else []):
-        name = key[len("features."):] if key.startswith("features.") else key
+        name = key.removeprefix("features.")
         if name in wanted:
             picked[name] = value
     missing = sorted(set(wanted) - set(picked), key=lambda k: int(k.split(".")[0]))
