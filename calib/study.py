@@ -16,7 +16,8 @@ the control:
      normalised; NNCF's per-sample means), so it calibrates exactly as the unique crops would; it
      only equalises the count shown. Augmented crops (jitter, flips) would have added variety,
      which is the very thing under test, so they are not used;
-   - ``mixed``: proxies plus every training face once as it is (``calib build --proxies --real``).
+   - ``mixed``: proxies plus every training face once as it is (``calib build --proxies --real``);
+   - ``translator`` (with ``--translator``): the training faces in the styles of a ``train.style`` translator.
 3. Each set quantizes the model with every quantizer (:data:`QUANTIZERS`: ONNX Runtime Q/DQ with
    MinMax, percentile and entropy ranges, per-channel weights; OpenVINO NNCF INT8 default and with
    the first conv and head left in float).
@@ -68,6 +69,7 @@ from runtime.errors import EdgemarkError, UsageError, first_line, unknown_name
 logger = logging.getLogger(__name__)
 
 SOURCES = ("proxies", "real", "mixed")
+ALL_SOURCES = (*SOURCES, "translator")  # the default sources, and the translator arm
 NORMALISATIONS = ("inter_ocular", "box")
 # Faces whose jaw follows AFLW2000's 3-D fit; folds are stratified by this (see ../shared/data/README.md).
 THREE_D_FIT_PREFIX = "aflw2000_"
@@ -201,8 +203,11 @@ class StudyConfig:
     video: Path | None = None
     video_every: int = 1
     command: str = ""
+    translator: Path | None = None  # style translator checkpoint (python -m train.style fit) of the translator arm
 
     def __post_init__(self):
+        if ("translator" in self.sources) != (self.translator is not None):
+            raise UsageError("the 'translator' source and --translator CHECKPOINT.pt go together; give both or neither")
         if (self.model is None) == (self.checkpoint is None):
             raise UsageError("pass exactly one of --model MODEL.onnx and --checkpoint CHECKPOINT.pt")
         if self.model is not None and self.model.suffix != ".onnx":
@@ -212,10 +217,10 @@ class StudyConfig:
                 f"--folds must be at least 2 (each face is evaluated by models calibrated without it), got {self.folds}"
             )
         if not self.sources:
-            raise UsageError(f"--sources is empty; name at least one of {', '.join(SOURCES)}")
+            raise UsageError(f"--sources is empty; name at least one of {', '.join(ALL_SOURCES)}")
         for source in self.sources:
-            if source not in SOURCES:
-                raise unknown_name("calibration source", source, SOURCES)
+            if source not in ALL_SOURCES:
+                raise unknown_name("calibration source", source, ALL_SOURCES)
         if not self.quantizers:
             raise UsageError(f"--quantizers is empty; name at least one of {', '.join(QUANTIZERS)}")
         for name in self.quantizers:
@@ -495,6 +500,11 @@ def build_fold_calibration(context: _Context, fold: int, source: str, seed: int)
         build_calibration_set(BuildConfig(proxies=(train,), size=config.size, **common))
     elif source == "mixed":
         build_calibration_set(BuildConfig(proxies=(train,), real=(train,), size=config.size, **common))
+    elif source == "translator":
+        from train.style.generate import avs_from_faces
+
+        styled = avs_from_faces(config.translator, train, folder / f"translator_seed{seed}", seed=seed)
+        build_calibration_set(BuildConfig(avs=(styled,), size=config.size, **common))
     else:
         plain = build_calibration_set(BuildConfig(real=(train,), size=config.size, **common))
         repeats = int(np.ceil(config.size / len(plain)))
@@ -660,7 +670,7 @@ def _pairs(config: StudyConfig) -> list[tuple[str, str, int]]:
     """(first source, second source, first's seed): proxies - real, mixed - real, proxies(seed) - proxies(seed 0)."""
     pairs = []
     primary = config.proxy_seeds[0]
-    for source in ("proxies", "mixed"):
+    for source in ("proxies", "mixed", "translator"):
         if source in config.sources and "real" in config.sources:
             pairs.append((source, "real", primary))
     if "proxies" in config.sources:
@@ -1019,8 +1029,9 @@ def add_parser(commands) -> None:
         "--sources",
         default=",".join(SOURCES),
         metavar="NAMES",
-        help=f"calibration sources (default {','.join(SOURCES)})",
+        help=f"calibration sources (default {','.join(SOURCES)}; also: translator, with --translator)",
     )
+    study.add_argument("--translator", type=Path, metavar="CHECKPOINT.pt", help="style translator of the translator source")
     study.add_argument(
         "--quantizers", default=",".join(QUANTIZERS), metavar="NAMES", help="quantizers (default: all, listed below)"
     )
@@ -1065,6 +1076,7 @@ def config_from_args(args, argv: list[str] | None = None) -> StudyConfig:
         keep_artifacts=args.keep_artifacts,
         video=args.video,
         video_every=args.video_every,
+        translator=args.translator,
         command=" ".join(["python -m calib", *map(shlex.quote, argv if argv is not None else sys.argv[1:])]),
     )
 
