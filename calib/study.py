@@ -48,8 +48,6 @@ import datetime
 import itertools
 import json
 import logging
-import os
-import platform
 import shlex
 import shutil
 import sys
@@ -65,6 +63,7 @@ from tqdm import tqdm
 from runtime.annotations import Sample, read_pts_folder
 from runtime.card import Card, atomic_write_bytes, read_card
 from runtime.errors import EdgemarkError, UsageError, first_line, unknown_name
+from runtime.machine import machine_description
 
 logger = logging.getLogger(__name__)
 
@@ -645,7 +644,7 @@ def _summarise(context: _Context, rows: list[dict[str, Any]], seconds: float) ->
             "source_sha256": context.card.source_sha256,
         },
         "memorised": _memorisation_note(context),
-        "machine": machine_description(),
+        "machine": machine_description(),  # runtime.machine
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": round(seconds, 1),
         "folds": [
@@ -779,29 +778,6 @@ def _memorisation_note(context: _Context) -> str | None:
     )
 
 
-def machine_description() -> dict[str, Any]:
-    """CPU, cores and the versions of the tools that quantized and ran the models."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = {}
-    for package in ("numpy", "onnx", "onnxruntime", "openvino", "nncf"):
-        with contextlib.suppress(Exception):
-            from importlib.metadata import version
-
-            versions[package] = version(package)
-    return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "python": platform.python_version(),
-        "os": platform.platform(terse=True),
-        "versions": versions,
-    }
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -874,7 +850,7 @@ def _label_free_section(study: dict[str, Any]) -> list[str]:
 def markdown_report(study: dict[str, Any]) -> str:
     """``study.md``: the protocol, the exact command and machine, the tables, the notes."""
     config, machine, fp32 = study["config"], study["machine"], study["fp32"]
-    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+    versions = ", ".join(f"{k} {v}" for k, v in machine["libraries"].items())
     kinds = {face["kind"] for face in fp32["faces"]}
     lines = [
         f"# {study['title']}",
@@ -890,7 +866,7 @@ def markdown_report(study: dict[str, Any]) -> str:
         "```",
         "",
         (
-            f"Machine: {machine['cpu']}, {machine['cores']} cores; Python {machine['python']}; {versions}. "
+            f"Machine: {machine['cpu']}, {machine['usable_cpus']} usable CPUs ({' '.join(machine['isa'])}); {versions}. "
             f"{study['date']}, {study['seconds']:.0f} s."
         ),
         "",

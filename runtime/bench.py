@@ -40,13 +40,10 @@ the others are still measured. The exit status is 1 only when every artifact fai
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import logging
 import math
 import multiprocessing
-import os
-import platform
 import sys
 import time
 import traceback
@@ -58,21 +55,10 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import EdgemarkError, UsageError, cli_main, unknown_name
+from runtime.machine import describe_machine, machine_description, read_text  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
-# CPU flags that decide which kernels an engine can use (INT8 dot products, BF16, AMX).
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
-# Distribution names whose versions describe the software side of a measurement.
-LIBRARIES = {
-    "numpy": ("numpy",),
-    "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python"),
-    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
-    "openvino": ("openvino",),
-    "nncf": ("nncf",),
-    "torch": ("torch",),
-    "tensorrt": ("tensorrt",),
-}
 # Seconds the parent waits for one reply of an artifact's process (loading a big model included).
 DEFAULT_TIMEOUT_S = 600.0
 
@@ -186,87 +172,6 @@ class BenchConfig:
 
 
 # -------------------------------------------------------------------------------------------------
-# the machine
-
-
-def machine_description() -> dict[str, Any]:
-    """What the figures were measured on: CPU model, cores, ISA flags, memory, OS and library versions."""
-    cpuinfo = _read("/proc/cpuinfo")
-    model = _first_value(cpuinfo, "model name") or platform.processor() or platform.machine()
-    flags = set((_first_value(cpuinfo, "flags") or "").split())
-    cores = {
-        (block.get("physical id", "0"), block.get("core id"))
-        for block in _cpu_blocks(cpuinfo)
-        if block.get("core id") is not None
-    }
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count()
-    memory_kb = _first_value(_read("/proc/meminfo"), "MemTotal")
-    versions = {"python": platform.python_version()}
-    for name, distributions in LIBRARIES.items():
-        for distribution in distributions:
-            try:
-                versions[name] = importlib.metadata.version(distribution)
-                break
-            except importlib.metadata.PackageNotFoundError:
-                continue
-    return {
-        "cpu": model,
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": usable,
-        "physical_cores": len(cores) or None,
-        "isa": [flag for flag in ISA_FLAGS if flag in flags] if flags else [],
-        "virtualised": "hypervisor" in flags,
-        "memory_gb": round(int(memory_kb.split()[0]) / 1024**2, 1) if memory_kb else None,
-        "os": platform.platform(),
-        "libraries": versions,
-    }
-
-
-def describe_machine(machine: dict[str, Any]) -> str:
-    """One line: ``AMD EPYC, 2 cores (2 usable), avx2 fma ..., 8 GB; onnxruntime 1.32, ...``."""
-    isa = " ".join(machine.get("isa") or []) or "no ISA flags read"
-    libraries = ", ".join(f"{k} {v}" for k, v in machine.get("libraries", {}).items())
-    cores = machine.get("physical_cores") or machine.get("logical_cpus")
-    memory = f", {machine['memory_gb']:g} GB" if machine.get("memory_gb") else ""
-    virtual = ", virtual machine" if machine.get("virtualised") else ""
-    return (
-        f"{machine.get('cpu')}: {cores} cores ({machine.get('usable_cpus')} usable){memory}{virtual}; "
-        f"{isa}; {machine.get('os')}; {libraries}"
-    )
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text(errors="replace")
-    except OSError:
-        return ""
-
-
-def _first_value(text: str, key: str) -> str | None:
-    for line in text.splitlines():
-        name, separator, value = line.partition(":")
-        if separator and name.strip() == key:
-            return value.strip()
-    return None
-
-
-def _cpu_blocks(cpuinfo: str) -> list[dict[str, str]]:
-    blocks = []
-    for chunk in cpuinfo.split("\n\n"):
-        block = {}
-        for line in chunk.splitlines():
-            name, separator, value = line.partition(":")
-            if separator:
-                block[name.strip()] = value.strip()
-        if block:
-            blocks.append(block)
-    return blocks
-
-
-# -------------------------------------------------------------------------------------------------
 # one artifact, loaded in some process
 
 
@@ -289,7 +194,7 @@ def peak_rss_mb() -> float | None:
     a spawned child starts with its parent's peak (a report process holding two engines would make
     every artifact look 300 MB big). Elsewhere ``ru_maxrss`` is the best there is.
     """
-    for line in _read("/proc/self/status").splitlines():
+    for line in read_text("/proc/self/status").splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024  # kB
     try:
@@ -328,9 +233,7 @@ class _Session:
         self.rss_after_load_mb = peak_rss_mb()
         self.backend_name = entry.name
         self.rng = np.random.default_rng(seed)
-        card = self.backend.card
-        spec_shape = self.backend.input_spec
-        self.fixed_batch = spec_shape.fixed_batch or card.batch
+        self.fixed_batch = self.backend.fixed_batch
         self._inputs: dict[int, np.ndarray] = {}
 
     def describe(self) -> dict[str, Any]:

@@ -261,9 +261,7 @@ class Landmarker:
         self.card = card
         self.decode = decode or card.decode
         self.box_conversion = box_conversion
-        spec = backend.input_spec
-        # The artifact's own spec is the first authority on a fixed batch; the card (import note) the second.
-        self.fixed_batch = spec.fixed_batch or card.batch
+        self.fixed_batch = backend.fixed_batch
 
     def predict(
         self, frame: np.ndarray, boxes, box_kind: str = "detector", conversion: BoxConversion | None = None

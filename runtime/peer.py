@@ -48,6 +48,7 @@ from typing import Sequence
 
 from runtime.detect import DEFAULT_DETECTOR
 from runtime.errors import EdgemarkError, UsageError, cli_main
+from runtime.machine import machine_description
 
 logger = logging.getLogger(__name__)
 
@@ -377,29 +378,6 @@ class Worker:
 
 
 # ---------------------------------------------------------------------------------------------- report
-def machine() -> dict:
-    """The machine the numbers belong to: CPU model, cores, SIMD features that matter for INT8, OS."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in ("unknown", "", "x86_64"):
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    features = [name for name in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8") if name in flags]
-    return {
-        "cpu": model,
-        "logical_cpus": os.cpu_count(),
-        "cpus_available": len(os.sched_getaffinity(0)),
-        "features": features,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
 def summarise(fps: list[float]) -> dict:
     ordered = sorted(fps)
     return {
@@ -491,7 +469,7 @@ def measure(config: PeerConfig) -> dict:
         "order": "interleaved: MediaPipe, then each contender, per repetition; one process per contender",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "seconds": round(time.time() - started, 1),
-        "machine": machine(),
+        "machine": machine_description(),
         "load_average": {"start": load_start, "end": _load()},
         "threads": {"ours": config.threads, "mediapipe": MEDIAPIPE_INFERENCE_THREADS,
                     "note": "inference threads; MediaPipe's XNNPACK default on Linux is 1 and not settable from Python"},  # fmt: skip
@@ -545,7 +523,7 @@ def format_table(report: dict) -> str:
     """The report as a few lines of text: machine, settings, then one row per contender."""
     cpu = report["machine"]
     lines = [
-        f"machine: {cpu['cpu']}, {cpu['cpus_available']} CPUs ({', '.join(cpu['features']) or 'no AVX2'}), "
+        f"machine: {cpu['cpu']}, {cpu['usable_cpus']} CPUs ({', '.join(cpu['isa']) or 'no AVX2'}), "
         f"load average {report['load_average']['start']} -> {report['load_average']['end']}",
         f"video: {Path(report['video']).name}, {report['frames']} frames in memory; {report['reps']} interleaved "
         f"passes; inference threads ours {report['threads']['ours']}, MediaPipe {report['threads']['mediapipe']}; "

@@ -121,7 +121,7 @@ def test_interleaved_passes_and_report_with_a_stand_in_peer(pfld_artifact, face_
     assert report["frames"] == 12 and report["reps"] == 2
     assert report["threads"]["ours"] == 1 == report["threads"]["mediapipe"]
     assert report["tracker"]["smoothing"] == "one_euro" and report["tracker"]["detector"] == "yunet"
-    assert report["machine"]["cpus_available"] >= 1 and report["machine"]["cpu"]
+    assert report["machine"]["usable_cpus"] >= 1 and report["machine"]["cpu"]
     assert report["command"].startswith("python -m runtime.peer --video")
     peer = report["mediapipe"]
     assert len(peer["fps"]) == 2 and peer["median_fps"] > 0 and peer["faces_found"] == 12
@@ -161,7 +161,7 @@ def test_a_peer_that_cannot_start_is_one_line(face_video, pfld_artifact, tmp_pat
 def test_table_names_the_machine_ratios_and_failures():
     report = {
         "video": "v.mp4", "frames": 10, "reps": 2, "tracker": {"redetect_every": 30},
-        "machine": {"cpu": "Test CPU", "cpus_available": 2, "features": ["avx2"]},
+        "machine": {"cpu": "Test CPU", "usable_cpus": 2, "isa": ["avx2"]},
         "load_average": {"start": [1.0], "end": [1.1]}, "threads": {"ours": 1, "mediapipe": 1},
         "mediapipe": {"versions": {"mediapipe": "0.10.14"}, "median_fps": 100.0, "min_fps": 90.0, "max_fps": 110.0,
                       "faces_found": 10},

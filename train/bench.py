@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from runtime.errors import cli_main
+from runtime.machine import cpu_name
 
 logger = logging.getLogger(__name__)
 
@@ -35,17 +35,6 @@ class BenchConfig:
     num_points: int = 98
     threads: int = 0
     json_path: str = ""
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as stream:
-            for line in stream:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def benchmark(config: BenchConfig) -> dict[str, Any]:

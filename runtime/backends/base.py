@@ -141,6 +141,12 @@ class Backend(ABC):
         return outputs
 
     @property
+    def fixed_batch(self) -> int | None:
+        """The batch size this artifact must be fed (the one home of that rule): its input's fixed batch
+        dimension first, else the card's ``batch`` (an import's note); ``None`` when any batch runs."""
+        return self.input_spec.fixed_batch or (self.card.batch if self.card is not None else None)
+
+    @property
     def output_names(self) -> list[str]:
         """The model's outputs by name, in its order (the keys :meth:`infer` returns)."""
         return list(self._output_names)
@@ -148,7 +154,7 @@ class Backend(ABC):
     def run(self, inputs: np.ndarray, batch_size: int = 8) -> np.ndarray:
         """The first output for (N, ...) ``inputs``, run in batches of ``batch_size`` (of the model's own
         batch size when it fixes one)."""
-        batch_size = self.input_spec.fixed_batch or batch_size
+        batch_size = self.fixed_batch or batch_size
         name, first = self.input_spec.name, self.output_names[0]
         dtype = np.dtype(self.input_spec.dtype)
         outputs = [
