@@ -29,8 +29,8 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from runtime.errors import EdgemarkError, unknown_name
-from runtime.layouts import layout_for_points
+from runtime.errors import unknown_name
+from runtime.layouts import face_region
 from runtime.metrics import WFLW_ATTRIBUTES
 
 
@@ -117,31 +117,6 @@ def style_seed(seed: int, style: str, image_sha256: str, variant: int) -> np.ran
 # ---------------------------------------------------------------------------------------------------
 # Helpers
 
-# Face regions by layout (0-based indices of each dataset's own markup): the outer lip contour and
-# each eye's contour, for make-up.
-FACE_REGIONS: dict[str, dict[str, tuple[int, ...]]] = {
-    "ibug68": {
-        "lips": tuple(range(48, 60)),
-        "left_eye": tuple(range(36, 42)),
-        "right_eye": tuple(range(42, 48)),
-    },
-    "wflw98": {
-        "lips": tuple(range(76, 88)),
-        "left_eye": tuple(range(60, 68)),
-        "right_eye": tuple(range(68, 76)),
-    },
-}
-
-
-def face_region(points: np.ndarray, region: str) -> np.ndarray:
-    """(M, 2) landmarks of ``region`` (``lips``, ``left_eye``, ``right_eye``) for a 68- or 98-point face."""
-    layout = layout_for_points(len(points)).name
-    if layout not in FACE_REGIONS:
-        raise EdgemarkError(
-            f"the make_up style needs 68-point (ibug68) or 98-point (wflw98) landmarks to find lips and eyes, "
-            f"got {len(points)} points ({layout}); leave make_up out with --styles"
-        )
-    return np.asarray(points)[list(FACE_REGIONS[layout][region])]
 
 
 def face_side(points: np.ndarray) -> float:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.errors import unknown_name
+from runtime.errors import EdgemarkError, unknown_name
 
 
 @dataclass(frozen=True)
@@ -173,3 +173,30 @@ def flip_points(points: np.ndarray, layout: Layout, width: float) -> np.ndarray:
     mirrored = points.copy()
     mirrored[..., 0] = (width - 1) - mirrored[..., 0]
     return mirrored[..., layout.flip_permutation, :]
+
+
+# Face regions by layout (0-based indices of each dataset's own markup): the outer lip contour and
+# each eye's contour, for make-up.
+FACE_REGIONS: dict[str, dict[str, tuple[int, ...]]] = {
+    "ibug68": {
+        "lips": tuple(range(48, 60)),
+        "left_eye": tuple(range(36, 42)),
+        "right_eye": tuple(range(42, 48)),
+    },
+    "wflw98": {
+        "lips": tuple(range(76, 88)),
+        "left_eye": tuple(range(60, 68)),
+        "right_eye": tuple(range(68, 76)),
+    },
+}
+
+
+def face_region(points: np.ndarray, region: str) -> np.ndarray:
+    """(M, 2) landmarks of ``region`` (``lips``, ``left_eye``, ``right_eye``) for a 68- or 98-point face."""
+    layout = layout_for_points(len(points)).name
+    if layout not in FACE_REGIONS:
+        raise EdgemarkError(
+            f"the make_up style needs 68-point (ibug68) or 98-point (wflw98) landmarks to find lips and eyes, "
+            f"got {len(points)} points ({layout}); leave make_up out with --styles"
+        )
+    return np.asarray(points)[list(FACE_REGIONS[layout][region])]

@@ -21,7 +21,8 @@ import pytest
 from calib import __main__ as calib_cli
 from calib.build import JPEG_GRID, Candidate, styled_crop, styling_region
 from calib.preview import contact_sheet_shape
-from calib.styles import FACE_REGIONS, STYLES, apply_style, face_region
+from calib.styles import STYLES, apply_style
+from runtime.layouts import FACE_REGIONS, face_region
 from export.calibration import read_calibration_array
 from export.evaluation import crop_faces, read_image
 from runtime.annotations import Sample, read_avs_root, read_pts, read_pts_folder
