@@ -61,6 +61,30 @@ def os_error_line(error: OSError) -> str:
     return f"{path}: {reason}; {hint}"
 
 
+# Optional packages -> the extra that installs them (pyproject.toml); the one place that names them.
+EXTRAS = {
+    "torch": "train",
+    "yaml": "train",
+    "matplotlib": "report",
+    "openvino": "openvino",
+    "nncf": "openvino",
+    "tensorrt": "trt",
+    "cuda": "trt",
+    "pytest": "dev",
+}
+
+
+def missing_extra_line(error: ModuleNotFoundError) -> str | None:
+    """One line for an optional package that is not installed, naming the extra; ``None`` for any other
+    missing module (a bug, whose traceback is kept)."""
+    package = (error.name or "").partition(".")[0]
+    if package not in EXTRAS:
+        return None
+    extra = EXTRAS[package]
+    torch_note = " (with torch==2.13.0 for the CPU build, see README: Install)" if extra == "train" else ""
+    return f"this needs the `{package}` package, which is not installed: pip install 'edgemark[{extra}]'{torch_note}"
+
+
 def _secondary_worker() -> bool:
     """True in a DDP worker other than rank 0 (under torchrun every worker meets the same usage error)."""
     return os.environ.get("RANK", "0") != "0" and "WORLD_SIZE" in os.environ
@@ -86,6 +110,12 @@ def cli_main(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[
             if error.filename is None:  # not about a path the user gave: a bug, keep its traceback
                 raise
             print(f"error: {os_error_line(error)}", file=sys.stderr)
+            return 1
+        except ModuleNotFoundError as error:
+            line = missing_extra_line(error)
+            if line is None:
+                raise
+            print(f"error: {line}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

@@ -52,3 +52,41 @@ def test_runtime_commands_start_without_torch_or_matplotlib(module):
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]", f"{module} imports {result.stdout.strip()}"
+
+
+MISSING = """
+import importlib.abc, sys
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {BLOCKED}:
+            raise ModuleNotFoundError(f"No module named '{{name}}'", name=name)
+        return None
+
+sys.meta_path.insert(0, Block())
+import importlib
+sys.exit(importlib.import_module({module!r}).main({argv!r}))
+"""
+
+
+@pytest.mark.parametrize(
+    "blocked, module, argv, extra",
+    [
+        (("torch", "yaml"), "train.__main__", ["--train-data", "faces", "--epochs", "1"], "train"),
+        (("torch",), "export.onnx", ["run/last.pt", "-o", "m.onnx"], "train"),
+        (("openvino", "nncf"), "export.openvino", ["m.onnx", "-o", "m.xml"], "openvino"),
+    ],
+    ids=["train", "export.onnx-checkpoint", "export.openvino"],
+)
+def test_a_missing_extra_is_one_line_naming_it(blocked, module, argv, extra, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"not read")
+    (tmp_path / "m.onnx").write_bytes(b"not read")
+    code = MISSING.format(BLOCKED=set(blocked), module=module, argv=argv)
+    environment = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=environment, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and len(lines) == 1, lines
+    assert f"pip install 'edgemark[{extra}]'" in lines[0], lines[0]

@@ -8,7 +8,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from runtime.errors import UsageError, did_you_mean
 
@@ -105,6 +104,8 @@ def config_from_mapping(values: dict[str, Any], base: TrainConfig | None = None,
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml  # the train extra; imported here so `--help` and a missing extra are one line
+
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: config file not found")
