@@ -136,6 +136,37 @@ def pfld_artifact(pfld_onnx, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def pfld(pfld_artifact) -> Path:
+    """The imported PFLD artifact, shared by every module: read it, never change it (copy it first)."""
+    return pfld_artifact
+
+
+@pytest.fixture(scope="session")
+def split_faces(faces68_dir, tmp_path_factory) -> tuple[list, Path]:
+    """The one split of faces68: even-indexed faces calibrate; a folder of the odd-indexed ones is held out."""
+    from runtime.annotations import read_pts_folder
+
+    samples = read_pts_folder(faces68_dir)
+    held_out = tmp_path_factory.mktemp("split") / "held_out_faces"
+    held_out.mkdir()
+    for sample in samples[1::2]:
+        os.symlink(sample.image, held_out / sample.image.name)
+        os.symlink(sample.image.with_suffix(".pts"), held_out / f"{sample.image.stem}.pts")
+    return samples[0::2], held_out
+
+
+@pytest.fixture(scope="session")
+def calib(pfld_artifact, split_faces, tmp_path_factory) -> Path:
+    """A PFLD calibration array of the even-indexed faces (the held-out odd ones are never in it)."""
+    from export.calibration import calibration_array_from_faces
+    from runtime.card import read_card
+
+    path = tmp_path_factory.mktemp("calib") / "calib_even.npz"
+    calibration_array_from_faces(split_faces[0], read_card(pfld_artifact), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def video_calib(pfld_artifact, face_video, faces68_dir, tmp_path_factory) -> Path:
     """A PFLD calibration array as the README builds one, smaller: style proxies of pseudo-labelled
     frames of the real video (every 10th of the first 200), faces68 excluded; 120 samples."""

@@ -124,11 +124,6 @@ def work(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pfld(work, pfld_onnx) -> Path:
-    return import_pfld(pfld_onnx, work / "pfld.onnx")
-
-
-@pytest.fixture(scope="module")
 def tiny_checkpoint(work) -> Path:
     return write_tiny_checkpoint(work / "tiny.pt")
 

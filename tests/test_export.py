@@ -8,7 +8,6 @@ reaching the calibrator, and one-line errors that leave nothing behind.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,6 @@ from export import ort as ort_cli
 from export import verify as verify_cli
 from export.calibration import (
     CalibrationSet,
-    calibration_array_from_faces,
     read_calibration_array,
     write_calibration_array,
 )
@@ -64,33 +62,6 @@ def _artifacts(folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("export")
-
-
-@pytest.fixture(scope="module")
-def pfld(work, pfld_onnx) -> Path:
-    """PFLD-GhostOne imported with its card."""
-    output = work / "pfld.onnx"
-    assert onnx_cli.main(["--import", str(pfld_onnx), "-o", str(output), *PFLD_CARD_FLAGS]) == 0
-    return output
-
-
-@pytest.fixture(scope="module")
-def split_faces(work, faces68_dir) -> tuple[list, Path]:
-    """Even-indexed faces for calibration; a folder holding only the odd-indexed ones for evaluation."""
-    samples = read_pts_folder(faces68_dir)
-    held_out = work / "held_out_faces"
-    held_out.mkdir()
-    for sample in samples[1::2]:
-        os.symlink(sample.image, held_out / sample.image.name)
-        os.symlink(sample.image.with_suffix(".pts"), held_out / f"{sample.image.stem}.pts")
-    return samples[0::2], held_out
-
-
-@pytest.fixture(scope="module")
-def calib(work, pfld, split_faces) -> Path:
-    path = work / "calib_even.npz"
-    calibration_array_from_faces(split_faces[0], read_card(pfld), path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ that leave no partial .xml/.bin behind.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ import pytest
 pytest.importorskip("openvino", reason="needs the `openvino` package (pip install edgemark[openvino])")
 pytest.importorskip("nncf", reason="needs the `nncf` package (pip install edgemark[openvino])")
 
-from export import onnx as onnx_cli
 from export import openvino as openvino_cli
 from export import openvino_export
 from export import ort as ort_cli
@@ -46,32 +44,6 @@ PFLD_CARD_FLAGS = list(PFLD_IMPORT_FLAGS)  # the card flags of the data README, 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("openvino")
-
-
-@pytest.fixture(scope="module")
-def pfld(work, pfld_onnx) -> Path:
-    output = work / "pfld.onnx"
-    assert onnx_cli.main(["--import", str(pfld_onnx), "-o", str(output), *PFLD_CARD_FLAGS]) == 0
-    return output
-
-
-@pytest.fixture(scope="module")
-def split_faces(work, faces68_dir) -> tuple[list, Path]:
-    """Even-indexed faces calibrate; a folder of the odd-indexed ones is held out for NME."""
-    samples = read_pts_folder(faces68_dir)
-    held_out = work / "held_out_faces"
-    held_out.mkdir()
-    for sample in samples[1::2]:
-        os.symlink(sample.image, held_out / sample.image.name)
-        os.symlink(sample.image.with_suffix(".pts"), held_out / f"{sample.image.stem}.pts")
-    return samples[0::2], held_out
-
-
-@pytest.fixture(scope="module")
-def calib(work, pfld, split_faces) -> Path:
-    path = work / "calib_even.npz"
-    calibration_array_from_faces(split_faces[0], read_card(pfld), path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ from export import onnx as onnx_cli
 from export import ort as ort_cli
 from export import trt as trt_cli
 from export import trt_build
-from export.calibration import calibration_array_from_faces
 from export.qdq import check_trt_ready
 from export.trt_build import TrtConfig, engine_from_onnx, plan_from_onnx
 from conftest import left_in, one_error_line
@@ -43,11 +42,13 @@ def work(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pfld(work, pfld_onnx) -> Path:
-    """PFLD imported with a dynamic batch."""
-    output = work / "pfld.onnx"
-    assert onnx_cli.main(["--import", str(pfld_onnx), "-o", str(output), *PFLD_CARD_FLAGS]) == 0
-    return output
+def pfld(work, pfld_artifact) -> Path:
+    """The shared PFLD artifact copied beside this module's outputs (trtexec lines name it relatively)."""
+    import shutil
+
+    for suffix in ("", ".json"):
+        shutil.copy(f"{pfld_artifact}{suffix}", work / f"pfld.onnx{suffix}")
+    return work / "pfld.onnx"
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +57,6 @@ def pfld_fixed(work, pfld_onnx) -> Path:
     output = work / "pfld_fixed.onnx"
     assert onnx_cli.main(["--import", str(pfld_onnx), "-o", str(output), "--keep-batch", *PFLD_CARD_FLAGS]) == 0
     return output
-
-
-@pytest.fixture(scope="module")
-def calib(work, pfld, faces68_dir) -> Path:
-    path = work / "calib.npz"
-    calibration_array_from_faces(read_pts_folder(faces68_dir)[0::2], read_card(pfld), path)
-    return path
 
 
 @pytest.fixture(scope="module")
