@@ -1,7 +1,7 @@
 """The one home of what a figure was measured on: CPU model, cores, ISA flags, memory, OS, library versions.
 
 Every benchmark writes :func:`machine_description` beside its figures (``runtime.bench``, the report,
-``runtime.peer``, ``calib study``, ``train.bench``); :func:`describe_machine` is its one-line form.
+``runtime.tools.peer``, ``calib study``, ``train.bench``); :func:`describe_machine` is its one-line form.
 """
 from __future__ import annotations
 

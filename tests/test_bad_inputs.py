@@ -133,10 +133,10 @@ def _cases():
         ("scenario-output-under-a-file", "runtime.scenario", ["one_face", "--out", "{blocker}/s.mp4"]),
         ("scenario-missing-data", "runtime.scenario", ["one_face", "--out", "{out}/s.mp4", "--data", "{out}/nowhere"]),
         ("scenario-nothing-to-write", "runtime.scenario", ["one_face"]),
-        # runtime.peer
-        ("peer-missing-video", "runtime.peer", ["--video", "{out}/missing.mp4", "--model", "{pfld}"]),
-        ("peer-missing-model", "runtime.peer", ["--video", "{video}", "--model", "{out}/missing.onnx"]),
-        ("peer-unknown-scenario", "runtime.peer", ["--video", "scenario:nope", "--model", "{pfld}"]),
+        # runtime.tools.peer
+        ("peer-missing-video", "runtime.tools.peer", ["--video", "{out}/missing.mp4", "--model", "{pfld}"]),
+        ("peer-missing-model", "runtime.tools.peer", ["--video", "{video}", "--model", "{out}/missing.onnx"]),
+        ("peer-unknown-scenario", "runtime.tools.peer", ["--video", "scenario:nope", "--model", "{pfld}"]),
         # train and train.eval
         ("train-missing-data", "train", ["--train-data", "{out}/missing.txt", "--out-dir", "{out}/run"]),
         ("train-missing-config", "train", ["--config", "{out}/missing.yaml", "--out-dir", "{out}/run"]),

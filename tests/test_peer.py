@@ -1,4 +1,4 @@
-"""``python -m runtime.peer``: argument checks, the missing-venv error, the interleaved protocol and its report.
+"""``python -m runtime.tools.peer``: argument checks, the missing-venv error, the interleaved protocol and its report.
 
 MediaPipe is not a project dependency. Most tests drive the command with a stand-in peer script (the
 same two functions as ``peer_bench.py``, run by this Python); the real MediaPipe run is tested only
@@ -7,6 +7,7 @@ where the peer venv exists, and skipped with the commands to create it otherwise
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from runtime.peer import DEFAULT_PEER_PYTHON, DEFAULT_PEER_SCRIPT, PEER_VENV_COMMANDS, format_table, main
+from conftest import SHARED
+from runtime.tools.peer import PEER_VENV_COMMANDS, format_table, main
+
+# Where this machine keeps the MediaPipe venv and the peer script (the tool itself takes them as arguments).
+PEER_PYTHON = Path(os.environ.get("EDGEMARK_PEER_PYTHON", "/tmp/peers/bin/python"))
+PEER_SCRIPT = Path(os.environ.get("EDGEMARK_PEER_SCRIPT", str(SHARED / "bench" / "peer_bench.py")))
 
 # peer_bench.py's interface, minus MediaPipe: frames_of(path) -> frames, mediapipe_run(frames) -> (fps, found).
 STAND_IN_PEER = textwrap.dedent(
@@ -41,11 +47,11 @@ STAND_IN_PEER = textwrap.dedent(
 
 def _peer_venv_reason() -> str:
     """Why the real MediaPipe test cannot run here ('' when it can)."""
-    python = Path(DEFAULT_PEER_PYTHON)
+    python = PEER_PYTHON
     if not python.is_file():
         return f"MediaPipe peer venv not found at {python} (MediaPipe is not a project dependency); create it: {PEER_VENV_COMMANDS}"
-    if not DEFAULT_PEER_SCRIPT.is_file():
-        return f"peer script not found at {DEFAULT_PEER_SCRIPT}"
+    if not PEER_SCRIPT.is_file():
+        return f"peer script not found at {PEER_SCRIPT}"
     probe = subprocess.run([str(python), "-c", "import mediapipe"], capture_output=True, timeout=120)
     if probe.returncode != 0:
         return f"{python} cannot import mediapipe; recreate the venv: {PEER_VENV_COMMANDS}"
@@ -102,7 +108,13 @@ def test_missing_peer_venv_is_one_line_with_the_commands(pfld_artifact, face_vid
     assert PEER_VENV_COMMANDS in err[0]  # the exact commands that create it
     code = main(["--video", str(face_video), "--model", str(pfld_artifact), "--peer-python", sys.executable,
                  "--peer-script", str(tmp_path / "nowhere.py")])  # fmt: skip
-    assert code == 1 and "peer script not found" in _last_error_line(capsys)
+    assert code == 1 and "not found: pass --peer-script" in _last_error_line(capsys)
+
+
+def test_the_peer_environment_is_an_argument_not_a_path_in_the_code(pfld_artifact, face_video, capsys, monkeypatch):
+    monkeypatch.delenv("EDGEMARK_PEER_PYTHON", raising=False)
+    code = main(["--video", str(face_video), "--model", str(pfld_artifact)])
+    assert code == 1 and "pass --peer-python PATH (or set EDGEMARK_PEER_PYTHON)" in _last_error_line(capsys)
 
 
 def test_interleaved_passes_and_report_with_a_stand_in_peer(pfld_artifact, face_video, stand_in_peer, tmp_path, capsys):
@@ -122,7 +134,7 @@ def test_interleaved_passes_and_report_with_a_stand_in_peer(pfld_artifact, face_
     assert report["threads"]["ours"] == 1 == report["threads"]["mediapipe"]
     assert report["tracker"]["smoothing"] == "one_euro" and report["tracker"]["detector"] == "yunet"
     assert report["machine"]["usable_cpus"] >= 1 and report["machine"]["cpu"]
-    assert report["command"].startswith("python -m runtime.peer --video")
+    assert report["command"].startswith("python -m runtime.tools.peer --video")
     peer = report["mediapipe"]
     assert len(peer["fps"]) == 2 and peer["median_fps"] > 0 and peer["faces_found"] == 12
     ours, failed = report["contenders"]
@@ -182,7 +194,7 @@ def test_real_mediapipe_peer_json(pfld_artifact, face_video, tmp_path):
         pytest.skip(reason)
     out = tmp_path / "peer.json"
     code = main(["--video", str(face_video), "--model", str(pfld_artifact), "--reps", "1", "--max-frames", "30",
-                 "--json", str(out)])  # fmt: skip
+                 "--peer-python", str(PEER_PYTHON), "--peer-script", str(PEER_SCRIPT), "--json", str(out)])  # fmt: skip
     assert code == 0
     report = json.loads(out.read_text())
     assert report["mediapipe"]["versions"]["mediapipe"] == "0.10.14"

@@ -1,15 +1,16 @@
-"""``python -m runtime.peer``: our end-to-end tracker against MediaPipe Face Mesh, side by side.
+"""``python -m runtime.tools.peer``: our end-to-end tracker against MediaPipe Face Mesh, side by side.
 
 Examples::
 
-    python -m runtime.peer --video ../shared/data/video/face_closeup.mp4 --model pfld.onnx
-    python -m runtime.peer --video ../shared/data/video/face_closeup.mp4 \\
+    export EDGEMARK_PEER_PYTHON=/opt/mediapipe-venv/bin/python EDGEMARK_PEER_SCRIPT=bench/peer_bench.py
+    python -m runtime.tools.peer --video face.mp4 --model pfld.onnx
+    python -m runtime.tools.peer --video face.mp4 --peer-python /opt/mp/bin/python --peer-script peer_bench.py \\
         --model pfld.onnx --backend onnxruntime --model pfld_int8.xml --backend openvino --json peer.json
-    python -m runtime.peer --video scenario:multishot_360 --model pfld_int8.xml   # multi-shot, several people
+    python -m runtime.tools.peer --video scenario:multishot_360 --model pfld_int8.xml   # multi-shot, several people
 
 What is timed is the end-to-end figure of :func:`runtime.tracker.track_frames`: detect, track by the
 previous landmarks, crop, infer, decode and smooth every frame of a video decoded into memory
-beforehand, with no display or writing. The peer is ``../shared/bench/peer_bench.py``'s
+beforehand, with no display or writing. The peer is a ``peer_bench.py`` script's
 ``mediapipe_run`` (MediaPipe Face Mesh 0.10.14, one face, frames pre-decoded the same way), run by
 the Python of the peer's own virtual environment: MediaPipe's last release with the bundled Face
 Mesh models needs numpy < 2, so it can never share the project's environment.
@@ -52,11 +53,12 @@ from runtime.machine import machine_description
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_PEER_PYTHON = "/tmp/peers/bin/python"
-DEFAULT_PEER_SCRIPT = REPO.parent / "shared" / "bench" / "peer_bench.py"
+REPO = Path(__file__).resolve().parents[2]
+# The peer's environment comes from the command line or these variables, never from this file.
+PEER_PYTHON_ENV = "EDGEMARK_PEER_PYTHON"
+PEER_SCRIPT_ENV = "EDGEMARK_PEER_SCRIPT"
 PEER_VENV_COMMANDS = (
-    'python3 -m venv /tmp/peers && /tmp/peers/bin/pip install "mediapipe==0.10.14" "numpy<2" '
+    'python3 -m venv PEER_VENV && PEER_VENV/bin/pip install "mediapipe==0.10.14" "numpy<2" '
     '"opencv-contrib-python<4.11" onnxruntime'
 )
 MESSAGE_PREFIX = "@@peer "  # protocol lines on a worker's stdout; anything else there is ignored
@@ -81,7 +83,7 @@ class Contender:
 
 @dataclass(frozen=True)
 class PeerConfig:
-    """What ``python -m runtime.peer`` measures and how.
+    """What ``python -m runtime.tools.peer`` measures and how.
 
     Attributes:
         video: the video, decoded into memory by every contender.
@@ -101,8 +103,8 @@ class PeerConfig:
 
     video: str
     contenders: tuple[Contender, ...]
-    peer_python: str = DEFAULT_PEER_PYTHON
-    peer_script: str = str(DEFAULT_PEER_SCRIPT)
+    peer_python: str = ""
+    peer_script: str = ""
     reps: int = 5
     max_frames: int = 0
     warmup_frames: int = 10
@@ -183,11 +185,17 @@ def check_config(config: PeerConfig) -> None:
             raise UsageError(f"--model {contender.model}: {error}") from None
     if config.plain_onnx and not Path(config.plain_onnx).is_file():
         raise UsageError(f"--plain-onnx {config.plain_onnx}: no such file")
+    if not config.peer_python:
+        raise PeerError(
+            f"no MediaPipe peer venv given: pass --peer-python PATH (or set {PEER_PYTHON_ENV}); to make one: "
+            f"{PEER_VENV_COMMANDS}"
+        )
     if not Path(config.peer_python).is_file():
         raise PeerError(missing_peer_message(config.peer_python))
-    if not Path(config.peer_script).is_file():
+    if not config.peer_script or not Path(config.peer_script).is_file():
         raise PeerError(
-            f"peer script not found: {config.peer_script}; pass --peer-script PATH to ../shared/bench/peer_bench.py"
+            f"peer script {config.peer_script or '(none given)'} not found: pass --peer-script PATH to the "
+            f"peer_bench.py that defines frames_of and mediapipe_run (or set {PEER_SCRIPT_ENV})"
         )
 
 
@@ -234,7 +242,7 @@ for line in sys.stdin:
 """
 
 # Our side, run by this Python.
-OURS_DRIVER = "import sys; from runtime.peer import serve_tracker; serve_tracker(sys.argv[1])"
+OURS_DRIVER = "import sys; from runtime.tools.peer import serve_tracker; serve_tracker(sys.argv[1])"
 
 
 def _say(**message) -> None:
@@ -558,7 +566,7 @@ def format_table(report: dict) -> str:
 # ---------------------------------------------------------------------------------------------- command
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m runtime.peer",
+        prog="python -m runtime.tools.peer",
         description="End-to-end tracker FPS against MediaPipe Face Mesh, side by side, interleaved.",
     )
     parser.add_argument("--video", required=True,
@@ -568,8 +576,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="our artifact (repeatable; each is one contender)")  # fmt: skip
     parser.add_argument("--backend", action="append", default=[],
                         help="backend per --model, in the same order (one for all, or none: by file suffix)")  # fmt: skip
-    parser.add_argument("--peer-python", default=DEFAULT_PEER_PYTHON, help=f"the peer venv's Python (default {DEFAULT_PEER_PYTHON})")
-    parser.add_argument("--peer-script", default=str(DEFAULT_PEER_SCRIPT), help="peer_bench.py (default ../shared/bench/peer_bench.py)")
+    parser.add_argument("--peer-python", default=os.environ.get(PEER_PYTHON_ENV, ""),
+                        help=f"the MediaPipe venv's Python (default: ${PEER_PYTHON_ENV})")
+    parser.add_argument("--peer-script", default=os.environ.get(PEER_SCRIPT_ENV, ""),
+                        help=f"peer_bench.py, defining frames_of and mediapipe_run (default: ${PEER_SCRIPT_ENV})")
     parser.add_argument("--reps", type=int, default=5, help="timed passes per contender (default 5)")
     parser.add_argument("--max-frames", type=int, default=0, help="only the first N frames (default 0: all)")
     parser.add_argument("--warmup-frames", type=int, default=10, help="untimed frames per contender first (default 10)")
@@ -661,7 +671,7 @@ def _run(config: PeerConfig, argv: Sequence[str] | None) -> int:
         len(config.contenders), config.reps, config.video,
     )
     report = measure(config)
-    report["command"] = "python -m runtime.peer " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    report["command"] = "python -m runtime.tools.peer " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     print(format_table(report))
     if config.json_path:
         write_json(config.json_path, report)
