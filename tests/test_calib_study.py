@@ -98,7 +98,7 @@ def test_report_tables_and_command(tiny_study, pfld_artifact):
     assert study["command"] in markdown
     assert "| ort-minmax | proxies |" in markdown and "| ort-minmax | real |" in markdown
     assert "| ort-minmax | proxies − real |" in markdown
-    assert study["machine"]["versions"]["onnxruntime"]
+    assert study["machine"]["libraries"]["onnxruntime"]  # runtime.machine
     paired = study["paired"][0]
     assert (paired["first"], paired["second"], paired["inter_ocular"]["faces"]) == ("proxies", "real", 4)
     # The paired difference is the difference of the two rows' changes, face by face.
