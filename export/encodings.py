@@ -29,6 +29,10 @@ Both are made by ONNX Runtime's ``quantize_static`` from the table (its calibrat
 symmetric bounds), then ``u8s8`` by re-typing the activation zero points of the ``s8s8`` graph,
 folding its Relus and splitting its deconvolutions. :func:`s8s8_from_u8s8` undoes both, so TensorRT
 gets the ``s8s8`` computation exactly. OpenVINO reads either file (``python -m export.openvino``).
+
+Size: one module on purpose (~650 lines): the two encodings and the graph rewrites that make u8s8 fast
+(Relu folded into zero points, deconvolutions as sub-pixel convolutions) must keep bit-identical
+scales with each other, which its tests check across all of them at once.
 """
 from __future__ import annotations
 

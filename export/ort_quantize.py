@@ -48,6 +48,10 @@ percentile 99.9, no rule / rule 1 (default)        +5.98 / +0.71 +1.23 / +1.20
    a float candidate distribution and the zero bin set to its neighbour's count.
 
 Which tensors kept MinMax, and how entropy was searched, go into the card's calibration record.
+
+Size: one module on purpose (~670 lines): it is ``python -m export.ort --int8``'s one library call,
+calibration, range table, encoding, mixed precision and the checks before anything is written, in
+the order they run.
 """
 from __future__ import annotations
 

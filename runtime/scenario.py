@@ -18,6 +18,9 @@ its truth says a face is there and the region it fills, not where its points are
 Bad frames (a dropped frame ``None``, a 1x1 frame, a frame garbled as by a decoder error) replace
 rendered frames at given indices; in the written video a dropped or 1x1 frame is a black frame and
 the truth names what it stands for.
+
+Size: one module on purpose (~630 lines): each scenario's composition and the truth it records are
+written together, so a change to how a face is placed cannot drift from the truth it is scored against.
 """
 from __future__ import annotations
 

@@ -27,6 +27,9 @@ smoothing, re-detection every 30 frames) except that it follows one face, as the
 Threads: MediaPipe's CPU inference (TFLite with XNNPACK) runs one thread on Linux desktops and its
 Python API cannot change that, so our engine gets ``--threads 1`` by default as well. ``--cpus``
 pins every contender to the same cores.
+
+Size: one module on purpose (~680 lines): the parent's scheduler and the driver code each contender's
+process runs speak one line protocol, which changes on both sides at once.
 """
 from __future__ import annotations
 
