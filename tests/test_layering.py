@@ -1,6 +1,5 @@
 """The layers (issue 10): runtime is the base and imports nothing of train, export or calib; train nothing
-of export or calib; export
-imports nothing of calib; the runtime's commands start without torch or matplotlib."""
+of export or calib; export nothing of calib; the runtime's commands start without torch or matplotlib."""
 from __future__ import annotations
 
 import ast
