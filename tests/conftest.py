@@ -218,3 +218,25 @@ def one_error_line(captured) -> str:
 def left_in(folder: Path) -> list[str]:
     """Everything in ``folder`` (hidden temporary files included); empty when it does not exist."""
     return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+
+
+def write_checkpoint(path, model_name: str = "tiny_heatmap", input_size: int = 64, seed: int = 0, **overrides):
+    """A seeded model with non-trivial BatchNorm statistics saved as train/engine.py saves one (68 iBUG
+    points, stride 4); ``overrides`` replace entries of the checkpoint. Returns the model."""
+    import torch
+
+    from runtime.crop import CropRule, Normalisation
+    from train.checkpoint import save_checkpoint
+    from train.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(model_name, 68, input_size=input_size)
+    randomise_batchnorm(model)
+    state = {
+        "model_name": model_name, "num_points": 68, "layout": "ibug68", "input_size": input_size,
+        "heatmap_stride": 4, "sigma": 1.5, "decode": "centroid", "normalisation": Normalisation().to_dict(),
+        "crop_rule": CropRule().to_dict(), "model": model.state_dict(), "epoch": 1,
+    }  # fmt: skip
+    state.update(overrides)
+    save_checkpoint(path, state)
+    return model

@@ -19,6 +19,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
+from conftest import write_checkpoint
 from runtime.zoo import PFLD_IMPORT_FLAGS
 from runtime.annotations import read_pts_folder
 from runtime.backends import (
@@ -61,31 +62,9 @@ def import_pfld(source: Path, output: Path, keep_batch: bool = False) -> Path:
 
 def write_tiny_checkpoint(path: Path) -> Path:
     """A seeded tiny heatmap net with non-trivial BatchNorm statistics, saved like train/engine.py does."""
-    torch = pytest.importorskip("torch", reason="the tiny heatmap checkpoint needs torch")
-    from runtime.crop import CropRule, Normalisation
-    from train.checkpoint import save_checkpoint
-    from train.models import build_model
-
-    torch.manual_seed(0)
-    model = build_model("tiny_heatmap", 68, input_size=TINY_SIZE)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    state = {
-        "model_name": "tiny_heatmap",
-        "num_points": 68,
-        "layout": "ibug68",
-        "input_size": TINY_SIZE,
-        "heatmap_stride": 4,
-        "sigma": 1.5,
-        "decode": "centroid",
-        "normalisation": Normalisation().to_dict(),
-        "crop_rule": CropRule().to_dict(),
-        "model": model.state_dict(),
-        "epoch": 1,
-    }
-    return save_checkpoint(path, state)
+    pytest.importorskip("torch", reason="the tiny heatmap checkpoint needs torch")
+    write_checkpoint(path, "tiny_heatmap", TINY_SIZE)
+    return path
 
 
 def ir_from_onnx(onnx_path: Path, xml_path: Path) -> Path:

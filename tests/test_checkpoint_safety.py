@@ -89,18 +89,9 @@ def test_corrupted_weights_are_caught_by_their_hash(tmp_path):
 
 
 def _tiny_checkpoint(path, **changes):
-    from runtime.crop import CropRule, Normalisation
-    from train.models import build_model
+    from conftest import write_checkpoint
 
-    model = build_model("tiny_heatmap", 68, input_size=64)
-    state = {
-        "model_name": "tiny_heatmap", "num_points": 68, "layout": "ibug68", "input_size": 64, "heatmap_stride": 4,
-        "sigma": 1.5, "decode": "centroid", "normalisation": Normalisation().to_dict(),
-        "crop_rule": CropRule().to_dict(), "model": model.state_dict(),
-    }  # fmt: skip
-    state.update(changes)
-    save_checkpoint(path, state)
-    return model
+    return write_checkpoint(path, **changes)
 
 
 def test_nan_weights_and_missing_keys_are_one_line_errors_and_export_writes_nothing(tmp_path):

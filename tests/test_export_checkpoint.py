@@ -18,9 +18,8 @@ from runtime.backends import open_model  # noqa: E402
 from export.onnx_export import onnx_from_checkpoint  # noqa: E402
 from export.qdq import check_trt_ready  # noqa: E402
 from runtime.card import read_card  # noqa: E402
-from runtime.crop import CropRule, Normalisation  # noqa: E402
-from train.checkpoint import file_sha256, save_checkpoint  # noqa: E402
-from conftest import randomise_batchnorm  # noqa: E402
+from train.checkpoint import file_sha256  # noqa: E402
+from conftest import write_checkpoint  # noqa: E402
 
 MODEL = "tiny_heatmap"
 SIZE = 64
@@ -34,28 +33,12 @@ def _one_error(capsys) -> str:
 
 
 def _write_checkpoint(path, **overrides):
-    from train.models import build_model, list_models
+    from train.models import list_models
 
     if MODEL not in list_models():
         pytest.skip(f"train.models has no '{MODEL}' model")
-    torch.manual_seed(0)
-    model = build_model(MODEL, 68, input_size=SIZE)
-    randomise_batchnorm(model)  # so folding them into the convs is really exercised
-    state = {
-        "model_name": MODEL,
-        "num_points": 68,
-        "layout": "ibug68",
-        "input_size": SIZE,
-        "heatmap_stride": 4,
-        "sigma": 1.5,
-        "decode": "centroid",
-        "normalisation": Normalisation().to_dict(),
-        "crop_rule": CropRule().to_dict(),
-        "model": model.state_dict(),
-        "epoch": 1,
-    }
-    state.update(overrides)
-    return save_checkpoint(path, state)
+    write_checkpoint(path, MODEL, SIZE, **overrides)
+    return path
 
 
 @pytest.fixture(scope="module")
