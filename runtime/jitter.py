@@ -519,6 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m runtime.jitter",
         description="Jitter, lag and NME of each smoother and heatmap decoder on synthetic motion of real annotated faces.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  python -m runtime.jitter --faces ../shared/data/faces68\n"
+        "  python -m runtime.jitter --faces FACES --path steps --face-size 120 --noise-px 1.5 --frames 300\n"
+        "  python -m runtime.jitter --faces FACES --map-noise 0.1 --stride 4 --seed 1   # decoders on noisier maps\n",
     )
     parser.add_argument(
         "--faces", required=True, help="folder of images with iBUG .pts files (e.g. ../shared/data/faces68)"

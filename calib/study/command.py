@@ -28,7 +28,13 @@ def add_parser(commands) -> None:
         description="K-fold INT8 calibration study on annotated faces: style proxies vs real faces (vs mixed), "
         "ONNX Runtime Q/DQ and OpenVINO NNCF, NME change per face, paired comparison.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="quantizers:\n" + "\n".join(f"  {q.name:<16} {q.description}" for q in QUANTIZERS.values()),
+        epilog="examples:\n"
+        "  python -m calib study --model artifacts/pfld.onnx --faces ../shared/data/faces68 --out study\n"
+        "  python -m calib study --model artifacts/pfld.onnx --faces FACES --out study --folds 3 \\\n"
+        "      --sources proxies,real,mixed --quantizers ort-minmax,ov-nncf --size 100\n"
+        "  python -m calib study --checkpoint runs/faces68/last.pt --faces FACES --out study \\\n"
+        "      --sources proxies,real,translator --translator runs/style/last.pt   # the AVS translator arm\n\n"
+        "quantizers:\n" + "\n".join(f"  {q.name:<16} {q.description}" for q in QUANTIZERS.values()),
     )
     model = study.add_mutually_exclusive_group(required=True)
     model.add_argument("--model", type=Path, metavar="MODEL.onnx", help="float ONNX artifact with a card")

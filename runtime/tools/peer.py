@@ -571,6 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m runtime.tools.peer",
         description="End-to-end tracker FPS against MediaPipe Face Mesh, side by side, interleaved.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("Examples::", 1)[1].split("What is timed", 1)[0].rstrip() + "\n",
     )
     parser.add_argument("--video", required=True,
                         help="video decoded into memory by every contender, or scenario:NAME for footage runtime.scenario "
