@@ -532,13 +532,3 @@ def _validation_crops(faces: Path, card: Card, calibration: CalibrationSet | Non
             )
     return crop_faces(samples, card)
 
-
-
-def read_ir_card(xml: str | Path) -> Card | None:
-    """The card embedded in an IR's ``rt_info``, or ``None`` (the sidecar stays the reference)."""
-    import openvino as ov
-
-    model = ov.Core().read_model(str(xml))
-    if not model.has_rt_info(list(RT_INFO_PATH)):
-        return None
-    return Card.from_dict(json.loads(model.get_rt_info(list(RT_INFO_PATH)).astype(str)))

@@ -239,7 +239,7 @@ def read_card(artifact: str | Path, verify: bool = True) -> Card:
             raise CardError(f"{sidecar}: card is not valid JSON ({error}); re-export the artifact") from None
         except OSError as error:
             raise CardError(f"{sidecar}: cannot read the card ({error.strerror or error})") from None
-    inside = onnx_card(model, artifact) if model is not None else _ir_card(artifact)
+    inside = onnx_card(model, artifact) if model is not None else ir_card(artifact)
     if inside is not None and beside is not None and inside.to_dict() != beside.to_dict():
         embedded, written = inside.to_dict(), beside.to_dict()
         differing = sorted(key for key in set(embedded) | set(written) if embedded.get(key) != written.get(key))
@@ -288,8 +288,9 @@ def _load_onnx(artifact: Path):
         raise CardError(f"{artifact}: not a readable ONNX model ({type(error).__name__}); is the file complete?") from None
 
 
-def _ir_card(artifact: Path) -> Card | None:
+def ir_card(artifact: str | Path) -> Card | None:
     """The card in an OpenVINO IR's ``rt_info`` (read as XML, no OpenVINO needed), or None for other files."""
+    artifact = Path(artifact)
     if artifact.suffix != ".xml" or not artifact.is_file():
         return None
     import xml.etree.ElementTree as ElementTree

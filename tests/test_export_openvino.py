@@ -26,14 +26,13 @@ from export.openvino_export import (
     IrConfig,
     ir_from_onnx,
     nme_validation_fn,
-    read_ir_card,
     validation_items,
 )
 from conftest import left_in, one_error_line
 from runtime.zoo import PFLD_IMPORT_FLAGS
 from runtime.annotations import read_pts_folder
 from runtime.backends import open_model
-from runtime.card import read_card, sidecar_path
+from runtime.card import ir_card, read_card, sidecar_path
 from runtime.errors import UsageError
 
 PFLD_CARD_FLAGS = list(PFLD_IMPORT_FLAGS)  # the card flags of the data README, kept once in runtime.zoo
@@ -89,7 +88,7 @@ def test_fp32_ir_matches_onnxruntime_on_real_faces(fp32_ir, pfld, all_crops, cap
     for name in ("layout", "num_points", "input_size", "input_name", "normalisation", "crop_rule", "output_kind"):
         assert getattr(card, name) == getattr(onnx_card, name)
     assert card.extra["parent"] == str(pfld) and "openvino" in card.tools
-    assert read_ir_card(fp32_ir) == card  # embedded in rt_info too
+    assert ir_card(fp32_ir) == card  # embedded in rt_info too
     # save_model compresses to FP16 by default; this IR must really hold FP32 weights.
     assert fp32_ir.with_suffix(".bin").stat().st_size > 0.95 * pfld.stat().st_size
     evaluation = card.extra["evaluation"]
