@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from calib.styles import STYLES, apply_style, get_style, style_seed
 from export.calibration import CalibrationSet, read_calibration_array, write_calibration_array
-from export.evaluation import face_box, read_image
+from runtime.face_crops import face_box, read_image
 from runtime.annotations import IMAGE_SUFFIXES, Sample, read_avs_root, read_dataset
 from runtime.card import Card, file_sha256, read_card
 from runtime.crop import apply, crop_matrix, invert, normalise, warp

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from export.evaluation import crop_faces
+from runtime.face_crops import crop_faces
 from runtime.annotations import Sample, read_pts_folder
 from runtime.card import Card, atomic_write_bytes, file_sha256
 from runtime.errors import EdgemarkError

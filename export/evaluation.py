@@ -23,19 +23,13 @@ import numpy as np
 from runtime.detect import DEFAULT_DETECTOR
 from runtime.annotations import Sample
 from runtime.card import Card
-from runtime.errors import EdgemarkError, first_line
-# The annotated-face crop lives in the runtime (one home); re-exported for export's callers.
-from runtime.face_crops import FaceCrops, crop_faces, face_box, read_image  # noqa: F401
-from runtime.landmarker import decode_output
+from runtime.errors import EdgemarkError
+from runtime.face_crops import FaceCrops, crop_faces
+from runtime.landmarker import frame_points
 from runtime.layouts import get_layout
 from runtime.metrics import comparable_points, scored_nme
 
 logger = logging.getLogger(__name__)
-
-
-def frame_points(output: np.ndarray, card: Card, matrices: np.ndarray) -> np.ndarray:
-    """Decode raw outputs and map the points back to frame pixels (the runtime landmarker's decoding)."""
-    return decode_output(output, card, matrices)[0]
 
 
 def nme(predicted: np.ndarray, truth: np.ndarray, card: Card, normalisation: str = "inter_ocular") -> np.ndarray:

@@ -28,7 +28,7 @@ from export.artifact import (
     save_artifact,
     tool_versions,
 )
-from export.evaluation import crop_faces
+from runtime.face_crops import crop_faces
 from runtime.annotations import read_pts_folder
 from runtime.backends import open_model
 from runtime.card import Card, onnx_graph_sha256

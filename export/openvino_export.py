@@ -35,7 +35,9 @@ import onnx
 
 from export.artifact import CardMismatch, ExportError, bytes_sha256, load_onnx, tool_versions
 from export.calibration import CalibrationSet, check_for_card, read_calibration_array
-from export.evaluation import FaceCrops, crop_faces, frame_points, nme
+from export.evaluation import nme
+from runtime.face_crops import FaceCrops, crop_faces
+from runtime.landmarker import frame_points
 from runtime.backends import open_model
 from export.qdq import qdq_summary
 from runtime.annotations import read_pts_folder

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.backends.base import Backend, BackendError
+from runtime.backends.base import Backend
 from runtime.card import Card
 from runtime.crop import apply, crop_matrix, invert, landmark_box, normalise, warp
 from runtime.errors import UsageError, unknown_name
@@ -221,6 +221,11 @@ def decode_output(
     else:
         frame_points = np.stack([apply(invert(m), p) for m, p in zip(matrices, points)]) if count else points
     return frame_points, confidence.astype(np.float32, copy=False)
+
+
+def frame_points(output: np.ndarray, card: Card, matrices: np.ndarray) -> np.ndarray:
+    """Raw outputs -> (F, K, 2) frame-pixel points (:func:`decode_output` without the confidences)."""
+    return decode_output(output, card, matrices)[0]
 
 
 # -------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from calib.preview import contact_sheet_shape
 from calib.styles import STYLES, apply_style
 from runtime.layouts import FACE_REGIONS, face_region
 from export.calibration import read_calibration_array
-from export.evaluation import crop_faces, read_image
+from runtime.face_crops import crop_faces, read_image
 from runtime.annotations import Sample, read_avs_root, read_pts, read_pts_folder
 from runtime.card import Card, read_card, write_card
 from runtime.crop import CropRule, Normalisation, crop_matrix, landmark_box

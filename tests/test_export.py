@@ -23,7 +23,8 @@ from export.calibration import (
     read_calibration_array,
     write_calibration_array,
 )
-from export.evaluation import VerifyConfig, frame_points, nme, predict_faces, verify_artifact
+from export.evaluation import VerifyConfig, nme, predict_faces, verify_artifact
+from runtime.landmarker import frame_points
 from export.ort_quantize import (
     ArrayDataReader,
     Int8Config,

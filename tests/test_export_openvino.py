@@ -21,7 +21,9 @@ from export import openvino as openvino_cli
 from export import openvino_export
 from export import ort as ort_cli
 from export.calibration import calibration_array_from_faces, write_calibration_array
-from export.evaluation import crop_faces, frame_points, nme
+from export.evaluation import nme
+from runtime.face_crops import crop_faces
+from runtime.landmarker import frame_points
 from export.openvino_export import (
     IrConfig,
     ir_from_onnx,

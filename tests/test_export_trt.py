@@ -410,7 +410,7 @@ def test_usage_errors_are_one_type(pfld, tmp_path):
 def test_real_engine_build(tmp_path, pfld, qdq, faces68_dir, precision):
     import tensorrt as trt
 
-    from export.evaluation import crop_faces
+    from runtime.face_crops import crop_faces
     from runtime.backends import open_model
 
     if trt_build.cuda_gpu_name() is None:

@@ -233,7 +233,7 @@ def test_float_outputs_are_computed_from_float_inputs(work, pfld_artifact, u8s8,
                        producers[name].input[0] in {t.name for t in mixed.graph.initializer} for name in node.input), node.name
     # The rewrite only drops the quantization (and its clipping) of what the float pools read: on real
     # faces most points move by a fraction of a pixel, and the model gets no further from FP32.
-    from export.evaluation import crop_faces
+    from runtime.face_crops import crop_faces
     from runtime.backends import open_model
     from runtime.annotations import read_pts_folder
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from test_backends import import_pfld, write_tiny_checkpoint
 
-from export.evaluation import frame_points, predict_faces
+from export.evaluation import predict_faces
+from runtime.landmarker import frame_points
 from runtime.annotations import read_pts_folder
 from runtime.backends import load_backend
 from runtime.card import read_card

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from conftest import HAS_OPENVINO, one_error_line, randomise_batchnorm  # noqa: E402
 from export import onnx as onnx_cli  # noqa: E402
-from export.evaluation import crop_faces  # noqa: E402
+from runtime.face_crops import crop_faces  # noqa: E402
 from export.onnx_export import QAT_MAX_ABS, torch_to_onnx  # noqa: E402
 from export.ort_quantize import KEEP_FLOAT  # noqa: E402
 from export.qdq import DECODE_OPS, check_trt_ready, quantize_constant_weights  # noqa: E402

@@ -19,7 +19,9 @@ import pytest
 from conftest import one_error_line
 from export import onnx as onnx_cli
 from export import verify as verify_cli
-from export.evaluation import crop_faces, frame_points, nme, predict_faces
+from export.evaluation import nme, predict_faces
+from runtime.face_crops import crop_faces
+from runtime.landmarker import frame_points
 from runtime.metrics import comparable_points
 from runtime.annotations import read_pts_folder
 from runtime.card import Card, read_card, sidecar_path

@@ -106,7 +106,7 @@ def _prepare(config: StudyConfig, work: Path) -> StudyContext:
     for fold in range(config.folds):
         link_faces([s for s, f in zip(samples, context.folds) if f != fold], work / f"fold{fold}" / "train")
         link_faces([s for s, f in zip(samples, context.folds) if f == fold], work / f"fold{fold}" / "eval")
-    from export.evaluation import crop_faces
+    from runtime.face_crops import crop_faces
     from runtime.backends import open_model
 
     context.crops = crop_faces(samples, card)
@@ -114,7 +114,7 @@ def _prepare(config: StudyConfig, work: Path) -> StudyContext:
     with open_model(model) as runner:
         raw = runner.run(context.free.inputs)
     context.fp32 = _scores(raw[: len(samples)], context, np.arange(len(samples)))
-    from export.evaluation import frame_points
+    from runtime.landmarker import frame_points
 
     context.free_reference = frame_points(raw, card, context.free.matrices)
     return context
@@ -269,7 +269,7 @@ def _label_free_values(raw: np.ndarray, context: StudyContext, selection: np.nda
 
     Video frames are seen by every fold's model, so their names carry the fold.
     """
-    from export.evaluation import frame_points
+    from runtime.landmarker import frame_points
     from runtime.agreement import agreement_from_points
 
     points = frame_points(raw, context.card, context.free.matrices[selection])
@@ -297,7 +297,8 @@ def _run_artifact(artifact: Path, inputs: np.ndarray) -> np.ndarray:
 
 def _scores(raw: np.ndarray, context: StudyContext, indices: np.ndarray) -> dict[str, np.ndarray]:
     """Per-face NME in percent, by normalisation, for the faces at ``indices``."""
-    from export.evaluation import frame_points, nme
+    from export.evaluation import nme
+    from runtime.landmarker import frame_points
 
     points = frame_points(raw, context.card, context.crops.matrices[indices])
     truth = context.crops.truth[indices]
