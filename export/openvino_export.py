@@ -46,6 +46,13 @@ logger = logging.getLogger(__name__)
 PRESETS = ("performance", "mixed")
 # Where the card is embedded in the IR (``<rt_info><edgemark><card value="..."/>``); the sidecar is the reference.
 RT_INFO_PATH = ("edgemark", "card")
+# A Q/DQ ONNX computes its float layers (those mixed precision kept float, the arithmetic between a
+# DequantizeLinear and the next QuantizeLinear) in FP32, and export.ort chose which layers stay float
+# by measuring them in FP32. OpenVINO's default on a CPU with AVX-512 BF16 or AMX runs them in bf16,
+# which moved OpenSeeFace's Q/DQ file by +0.10 NME points on faces68 (+0.008 -> +0.112; the exact Q/DQ
+# computation +0.006) and its label-free distance to the exact Q/DQ points from 0.74 to 0.92 %. So an
+# IR read from a Q/DQ file asks for FP32 float layers (``extra.openvino.inference_precision``).
+QDQ_INFERENCE_PRECISION = "f32"
 # NME budgets and results are in percent points of inter-ocular NME, as export.verify reports them.
 NME_NORMALISATION = "inter_ocular"
 
@@ -307,6 +314,8 @@ def ir_from_onnx(config: IrConfig) -> Card:
                 "weights": weights,
                 "compress_to_fp16": config.fp16,
                 "int8_from": "nncf" if config.int8 else ("onnx_qdq" if quantized_onnx else None),
+                # What the runtime backend asks OpenVINO to compute the float layers in (None: its default).
+                **({"inference_precision": QDQ_INFERENCE_PRECISION} if quantized_onnx else {}),
             },
         },
     )
