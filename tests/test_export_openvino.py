@@ -218,6 +218,13 @@ def test_qdq_onnx_read_by_openvino(work, pfld, calib, split_faces, capsys):
     assert card.extra["quantization"] == qdq_card.extra["quantization"]
     ops = {op.get_type_name() for op in ov.Core().read_model(str(output)).get_ordered_ops()}
     assert "FakeQuantize" in ops
+    # The file's float layers are FP32: the IR asks for them so, and the runtime backend obeys the card
+    # (OpenVINO's own default is bf16 on CPUs with AVX-512 BF16 or AMX).
+    assert card.extra["openvino"]["inference_precision"] == "f32"
+    from runtime.backends.registry import load_backend
+
+    with load_backend(output) as backend:
+        assert backend.inference_precision == "f32"
 
     # The reference of this evaluation is the same Q/DQ model run by ONNX Runtime.
     evaluation = card.extra["evaluation"]
