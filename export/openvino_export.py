@@ -44,6 +44,9 @@ from runtime.errors import EdgemarkError, UsageError, first_line, unknown_name
 logger = logging.getLogger(__name__)
 
 PRESETS = ("performance", "mixed")
+# NNCF's activation range estimators offered: its default (per-sample statistics aggregated, the
+# preset's choice) or the global min and max over the calibration samples (ONNX Runtime's MinMax).
+ACTIVATION_RANGES = ("default", "minmax")
 # Where the card is embedded in the IR (``<rt_info><edgemark><card value="..."/>``); the sidecar is the reference.
 RT_INFO_PATH = ("edgemark", "card")
 # A Q/DQ ONNX computes its float layers (those mixed precision kept float, the arithmetic between a
@@ -87,6 +90,10 @@ class IrConfig:
             tensor a fully-connected head reads element by element (the rule of
             :func:`export.ort_quantize.tensors_kept_at_minmax`, the ``head`` group of export.ort's
             mixed precision).
+        float_types: OpenVINO operation types NNCF leaves in float (its ignored scope by type, e.g.
+            ``GroupConvolution`` for depthwise convolutions); each must occur in the model.
+        activation_ranges: ``default`` (NNCF's estimator for the preset) or ``minmax`` (global min and
+            max over the calibration samples, as ONNX Runtime's MinMax).
         max_nme_drop: accuracy-controlled INT8: NNCF reverts layers to float until the inter-ocular
             NME on ``val_faces`` is at most this many percent points worse than the float model's.
         val_faces: folder of annotated faces; with ``max_nme_drop`` it drives the accuracy control,
@@ -102,6 +109,8 @@ class IrConfig:
     preset: str = "performance"
     ignore_first_conv_and_head: bool = False
     keep_head_float: bool = False
+    float_types: tuple[str, ...] = ()
+    activation_ranges: str = "default"
     max_nme_drop: float | None = None
     val_faces: Path | None = None
 
@@ -115,6 +124,8 @@ class IrConfig:
                     ("--calib", self.calibration is not None),
                     ("--ignore-first-conv-and-head", self.ignore_first_conv_and_head),
                     ("--keep-head-float", self.keep_head_float),
+                    ("--float-types", bool(self.float_types)),
+                    ("--activation-ranges", self.activation_ranges != "default"),
                     ("--max-nme-drop", self.max_nme_drop is not None),
                 )
                 if value
@@ -128,6 +139,8 @@ class IrConfig:
             )
         if self.preset not in PRESETS:
             raise unknown_name("preset", self.preset, PRESETS)
+        if self.activation_ranges not in ACTIVATION_RANGES:
+            raise unknown_name("activation ranges", self.activation_ranges, ACTIVATION_RANGES)
         if self.subset_size < 1:
             raise UsageError(f"--subset-size must be at least 1, got {self.subset_size}")
         if self.max_nme_drop is not None:
@@ -443,11 +456,21 @@ def _quantized(ov_model, config: IrConfig, card: Card, calibration: CalibrationS
     ignored = first_conv_and_head(ov_model) if config.ignore_first_conv_and_head else []
     if config.keep_head_float:
         ignored = list(dict.fromkeys(ignored + head_region(ov_model, load_onnx(config.model))))
+    float_types = _checked_float_types(ov_model, config.float_types)
     options: dict[str, Any] = {
         "preset": nncf.QuantizationPreset(config.preset),
         "subset_size": config.subset_size,
-        "ignored_scope": nncf.IgnoredScope(names=ignored) if ignored else None,
+        "ignored_scope": (
+            nncf.IgnoredScope(names=ignored, types=list(float_types)) if ignored or float_types else None
+        ),
     }
+    if config.activation_ranges == "minmax":
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+        options["advanced_parameters"] = AdvancedQuantizationParameters(
+            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
+        )
     dataset = calibration_dataset(calibration, card.input_name)
     if len(calibration) < config.subset_size:
         logger.info("calibrating on all %d samples (fewer than --subset-size %d)", len(calibration), config.subset_size)
@@ -456,6 +479,8 @@ def _quantized(ov_model, config: IrConfig, card: Card, calibration: CalibrationS
         "preset": config.preset,
         "subset_size": min(config.subset_size, len(calibration)),
         "ignored": ignored,
+        "float_types": list(float_types),
+        "activation_ranges": config.activation_ranges,
     }
     try:
         if config.max_nme_drop is None:
@@ -520,6 +545,19 @@ def _accuracy_control_record(float_model, quantized, card: Card, crops: FaceCrop
             "fake_quantize_nodes": sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ordered_ops()),
         }
     }
+
+
+def _checked_float_types(ov_model, float_types: Iterable[str]) -> tuple[str, ...]:
+    """``float_types`` as given, each checked to occur in the model (a typo would silently ignore nothing)."""
+    present = {op.get_type_name() for op in ov_model.get_ordered_ops()}
+    for name in float_types:
+        if name not in present:
+            raise unknown_name(
+                "OpenVINO operation type in --float-types",
+                name,
+                tuple(sorted(present - {"Parameter", "Constant", "Result"})),
+            )
+    return tuple(dict.fromkeys(float_types))
 
 
 def head_region(ov_model, onnx_model: onnx.ModelProto) -> list[str]:
