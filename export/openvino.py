@@ -9,6 +9,8 @@ Examples::
     python -m export.openvino artifacts/pfld.onnx -o artifacts/pfld_int8_ac.xml --int8 --calib calib/real.npz \\
         --max-nme-drop 0.5 --val-faces held_out_faces/
     python -m export.openvino artifacts/pfld_int8.onnx -o artifacts/pfld_qdq.xml   # Q/DQ from export.ort
+    python -m export.openvino artifacts/edge68.onnx -o artifacts/edge68_int8.xml --int8 --calib calib.npz \\
+        --preset mixed --activation-ranges minmax --float-types GroupConvolution   # depthwise convolutions float
 
 The IR is ``OUT.xml`` + ``OUT.bin``, the card ``OUT.xml.json`` (also embedded in the IR's rt_info).
 ``--val-faces`` compares the IR with the ONNX model on annotated faces and writes the result to the
@@ -23,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from export.openvino_export import PRESETS, IrConfig
+from export.openvino_export import ACTIVATION_RANGES, PRESETS, IrConfig
 from runtime.errors import UsageError, cli_main
 
 
@@ -57,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
         "their ranges fail on faces unlike the calibration set's)",
     )
     int8.add_argument(
+        "--float-types",
+        metavar="TYPES",
+        help="comma-separated OpenVINO operation types NNCF leaves in float, e.g. GroupConvolution (depthwise "
+        "convolutions); each must occur in the model",
+    )
+    int8.add_argument(
+        "--activation-ranges",
+        choices=ACTIVATION_RANGES,
+        help="default: NNCF's estimator for the preset; minmax: global min/max over the calibration samples, as "
+        "ONNX Runtime's MinMax (default: default)",
+    )
+    int8.add_argument(
         "--max-nme-drop",
         type=float,
         metavar="POINTS",
@@ -75,7 +89,12 @@ def config_from_args(args: argparse.Namespace) -> IrConfig:
     if not args.int8:
         given = [
             flag
-            for flag, value in (("--subset-size", args.subset_size), ("--preset", args.preset))
+            for flag, value in (
+                ("--subset-size", args.subset_size),
+                ("--preset", args.preset),
+                ("--float-types", args.float_types),
+                ("--activation-ranges", args.activation_ranges),
+            )
             if value is not None
         ]
         if given:
@@ -90,6 +109,8 @@ def config_from_args(args: argparse.Namespace) -> IrConfig:
         preset=args.preset or "performance",
         ignore_first_conv_and_head=args.ignore_first_conv_and_head,
         keep_head_float=args.keep_head_float,
+        float_types=tuple(name.strip() for name in (args.float_types or "").split(",") if name.strip()),
+        activation_ranges=args.activation_ranges or "default",
         max_nme_drop=args.max_nme_drop,
         val_faces=args.val_faces,
     )

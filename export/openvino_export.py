@@ -47,8 +47,18 @@ from runtime.errors import EdgemarkError, UsageError, first_line, unknown_name
 logger = logging.getLogger(__name__)
 
 PRESETS = ("performance", "mixed")
+# NNCF's activation range estimators offered: its default (per-sample statistics aggregated, the
+# preset's choice) or the global min and max over the calibration samples (ONNX Runtime's MinMax).
+ACTIVATION_RANGES = ("default", "minmax")
 # Where the card is embedded in the IR (``<rt_info><edgemark><card value="..."/>``); the sidecar is the reference.
 RT_INFO_PATH = ("edgemark", "card")
+# A Q/DQ ONNX computes its float layers (those mixed precision kept float, the arithmetic between a
+# DequantizeLinear and the next QuantizeLinear) in FP32, and export.ort chose which layers stay float
+# by measuring them in FP32. OpenVINO's default on a CPU with AVX-512 BF16 or AMX runs them in bf16,
+# which moved OpenSeeFace's Q/DQ file by +0.10 NME points on faces68 (+0.008 -> +0.112; the exact Q/DQ
+# computation +0.006) and its label-free distance to the exact Q/DQ points from 0.74 to 0.92 %. So an
+# IR read from a Q/DQ file asks for FP32 float layers (``extra.openvino.inference_precision``).
+QDQ_INFERENCE_PRECISION = "f32"
 # NME budgets and results are in percent points of inter-ocular NME, as export.verify reports them.
 NME_NORMALISATION = "inter_ocular"
 
@@ -83,6 +93,10 @@ class IrConfig:
             tensor a fully-connected head reads element by element (the rule of
             :func:`export.ort_quantize.tensors_kept_at_minmax`, the ``head`` group of export.ort's
             mixed precision).
+        float_types: OpenVINO operation types NNCF leaves in float (its ignored scope by type, e.g.
+            ``GroupConvolution`` for depthwise convolutions); each must occur in the model.
+        activation_ranges: ``default`` (NNCF's estimator for the preset) or ``minmax`` (global min and
+            max over the calibration samples, as ONNX Runtime's MinMax).
         max_nme_drop: accuracy-controlled INT8: NNCF reverts layers to float until the inter-ocular
             NME on ``val_faces`` is at most this many percent points worse than the float model's.
         val_faces: folder of annotated faces; with ``max_nme_drop`` it drives the accuracy control,
@@ -98,6 +112,8 @@ class IrConfig:
     preset: str = "performance"
     ignore_first_conv_and_head: bool = False
     keep_head_float: bool = False
+    float_types: tuple[str, ...] = ()
+    activation_ranges: str = "default"
     max_nme_drop: float | None = None
     val_faces: Path | None = None
 
@@ -111,6 +127,8 @@ class IrConfig:
                     ("--calib", self.calibration is not None),
                     ("--ignore-first-conv-and-head", self.ignore_first_conv_and_head),
                     ("--keep-head-float", self.keep_head_float),
+                    ("--float-types", bool(self.float_types)),
+                    ("--activation-ranges", self.activation_ranges != "default"),
                     ("--max-nme-drop", self.max_nme_drop is not None),
                 )
                 if value
@@ -124,6 +142,8 @@ class IrConfig:
             )
         if self.preset not in PRESETS:
             raise unknown_name("preset", self.preset, PRESETS)
+        if self.activation_ranges not in ACTIVATION_RANGES:
+            raise unknown_name("activation ranges", self.activation_ranges, ACTIVATION_RANGES)
         if self.subset_size < 1:
             raise UsageError(f"--subset-size must be at least 1, got {self.subset_size}")
         if self.max_nme_drop is not None:
@@ -246,6 +266,8 @@ def ir_from_onnx(config: IrConfig) -> Card:
                 "weights": weights,
                 "compress_to_fp16": config.fp16,
                 "int8_from": "nncf" if config.int8 else ("onnx_qdq" if quantized_onnx else None),
+                # What the runtime backend asks OpenVINO to compute the float layers in (None: its default).
+                **({"inference_precision": QDQ_INFERENCE_PRECISION} if quantized_onnx else {}),
             },
         },
     )
@@ -367,11 +389,21 @@ def _quantized(ov_model, config: IrConfig, card: Card, calibration: CalibrationS
     ignored = first_conv_and_head(ov_model) if config.ignore_first_conv_and_head else []
     if config.keep_head_float:
         ignored = list(dict.fromkeys(ignored + head_region(ov_model, load_onnx(config.model))))
+    float_types = _checked_float_types(ov_model, config.float_types)
     options: dict[str, Any] = {
         "preset": nncf.QuantizationPreset(config.preset),
         "subset_size": config.subset_size,
-        "ignored_scope": nncf.IgnoredScope(names=ignored) if ignored else None,
+        "ignored_scope": (
+            nncf.IgnoredScope(names=ignored, types=list(float_types)) if ignored or float_types else None
+        ),
     }
+    if config.activation_ranges == "minmax":
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+        options["advanced_parameters"] = AdvancedQuantizationParameters(
+            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
+        )
     dataset = calibration_dataset(calibration, card.input_name)
     if len(calibration) < config.subset_size:
         logger.info("calibrating on all %d samples (fewer than --subset-size %d)", len(calibration), config.subset_size)
@@ -380,6 +412,8 @@ def _quantized(ov_model, config: IrConfig, card: Card, calibration: CalibrationS
         "preset": config.preset,
         "subset_size": min(config.subset_size, len(calibration)),
         "ignored": ignored,
+        "float_types": list(float_types),
+        "activation_ranges": config.activation_ranges,
     }
     try:
         if config.max_nme_drop is None:
@@ -444,6 +478,19 @@ def _accuracy_control_record(float_model, quantized, card: Card, crops: FaceCrop
             "fake_quantize_nodes": sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ordered_ops()),
         }
     }
+
+
+def _checked_float_types(ov_model, float_types: Iterable[str]) -> tuple[str, ...]:
+    """``float_types`` as given, each checked to occur in the model (a typo would silently ignore nothing)."""
+    present = {op.get_type_name() for op in ov_model.get_ordered_ops()}
+    for name in float_types:
+        if name not in present:
+            raise unknown_name(
+                "OpenVINO operation type in --float-types",
+                name,
+                tuple(sorted(present - {"Parameter", "Constant", "Result"})),
+            )
+    return tuple(dict.fromkeys(float_types))
 
 
 def head_region(ov_model, onnx_model: onnx.ModelProto) -> list[str]:

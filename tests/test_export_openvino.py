@@ -166,6 +166,35 @@ def test_nncf_int8_nme_change_on_held_out_faces(work, pfld, calib, split_faces, 
     assert kept.extra["evaluation"]["nme_change"] < 1.5
 
 
+def test_float_types_and_minmax_ranges(work, pfld, calib):
+    """--float-types leaves every operation of those types unquantized (no FakeQuantize on their weights
+    or inputs); --activation-ranges minmax is NNCF's global min/max; both go into the card."""
+    import openvino as ov
+
+    output = work / "ir" / "pfld_int8_depthwise_float.xml"
+    command = [str(pfld), "-o", str(output), "--int8", "--calib", str(calib), "--preset", "mixed"]
+    assert openvino_cli.main(command + ["--float-types", "GroupConvolution", "--activation-ranges", "minmax"]) == 0
+    card = read_card(output)
+    assert card.calibration["float_types"] == ["GroupConvolution"]
+    assert card.calibration["activation_ranges"] == "minmax"
+    ops = ov.Core().read_model(str(output)).get_ordered_ops()
+    depthwise = [op for op in ops if op.get_type_name() == "GroupConvolution"]
+    assert depthwise  # PFLD-GhostOne's ghost modules are depthwise convolutions
+    for op in depthwise:
+        readers = {value.get_node().get_type_name() for value in op.input_values()}
+        assert "FakeQuantize" not in readers, op.get_friendly_name()
+    assert any(op.get_type_name() == "FakeQuantize" for op in ops)  # the rest is INT8
+
+
+def test_unknown_float_type_is_refused(tmp_path, pfld, calib, capsys):
+    out = tmp_path / "out"
+    command = [str(pfld), "-o", str(out / "m.xml"), "--int8", "--calib", str(calib), "--float-types", "GroupConvolutoin"]
+    assert openvino_cli.main(command) == 2
+    line = one_error_line(capsys.readouterr())
+    assert "GroupConvolutoin" in line and "GroupConvolution" in line
+    assert left_in(out) == []
+
+
 def test_keep_head_float_ignores_the_regression_head(work, pfld, calib, split_faces):
     """--keep-head-float leaves PFLD's fully-connected head in float: the whole-map convolution and the
     pools and reshapes whose outputs the Gemm reads, not just the Gemm."""
@@ -193,6 +222,13 @@ def test_qdq_onnx_read_by_openvino(work, pfld, calib, split_faces, capsys):
     assert card.extra["quantization"] == qdq_card.extra["quantization"]
     ops = {op.get_type_name() for op in ov.Core().read_model(str(output)).get_ordered_ops()}
     assert "FakeQuantize" in ops
+    # The file's float layers are FP32: the IR asks for them so, and the runtime backend obeys the card
+    # (OpenVINO's own default is bf16 on CPUs with AVX-512 BF16 or AMX).
+    assert card.extra["openvino"]["inference_precision"] == "f32"
+    from runtime.backends.registry import load_backend
+
+    with load_backend(output) as backend:
+        assert backend.inference_precision == "f32"
 
     # The reference of this evaluation is the same Q/DQ model run by ONNX Runtime.
     evaluation = card.extra["evaluation"]
@@ -247,6 +283,8 @@ def test_missing_and_corrupt_model(tmp_path, capsys):
         (["--calib", "c.npz"], "only make sense with --int8"),
         (["--preset", "mixed"], "--preset only make sense with --int8"),
         (["--ignore-first-conv-and-head"], "only make sense with --int8"),
+        (["--float-types", "GroupConvolution"], "only make sense with --int8"),
+        (["--activation-ranges", "minmax"], "only make sense with --int8"),
         (["--int8", "--calib", "c.npz", "--fp16"], "--fp16 cannot be combined with --int8"),
         (["--int8", "--calib", "c.npz", "--max-nme-drop", "0.5"], "--max-nme-drop needs --val-faces"),
         (["--int8", "--calib", "c.npz", "--subset-size", "0"], "--subset-size must be at least 1"),

@@ -17,12 +17,21 @@ logger = logging.getLogger(__name__)
 DEVICES = {"cpu": "CPU", "gpu": "GPU"}
 
 
+def card_precision_hint(card: Card) -> str | None:
+    """The ``INFERENCE_PRECISION_HINT`` a card asks for (``extra.openvino.inference_precision``), or ``None``."""
+    openvino_extra = card.extra.get("openvino") if isinstance(card.extra, dict) else None
+    value = openvino_extra.get("inference_precision") if isinstance(openvino_extra, dict) else None
+    return str(value) if value else None
+
+
 class OpenVinoBackend(Backend):
     """A model compiled by OpenVINO with the latency performance hint and one infer request.
 
     An ``fp32`` card is compiled with ``INFERENCE_PRECISION_HINT=f32``: OpenVINO would otherwise pick
     bf16 (CPUs with AMX/AVX-512-BF16) or f16 (GPUs) and silently measure another precision than the
-    card states. ``fp16`` and ``int8`` artifacts keep OpenVINO's default execution precision.
+    card states. Other cards use the precision their card names (``extra.openvino.inference_precision``,
+    written by ``export.openvino`` for an IR read from a Q/DQ ONNX: f32, as the file means), else
+    OpenVINO's default execution precision.
 
     Args:
         inference_precision: ``INFERENCE_PRECISION_HINT`` to force (``"f32"``: a comparison measures
@@ -58,6 +67,8 @@ class OpenVinoBackend(Backend):
             config["INFERENCE_PRECISION_HINT"] = inference_precision
         elif card is None or card.precision == "fp32":
             config["INFERENCE_PRECISION_HINT"] = "f32"
+        elif card_precision_hint(card):
+            config["INFERENCE_PRECISION_HINT"] = card_precision_hint(card)
         try:
             model = core.read_model(str(self.artifact))
         except Exception as error:  # noqa: BLE001 - OpenVINO raises RuntimeError with multi-line C++ traces
