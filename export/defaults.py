@@ -62,14 +62,21 @@ def resolve_model(model: str | Path | None) -> tuple[Path, bool]:
         UsageError, ZooError: an unknown zoo name; a zoo model that cannot be downloaded (the line says
             where to put the file by hand).
     """
-    from runtime.zoo import ZOO, fetch_model
+    from runtime.zoo import ZOO, ZooError, fetch_model
 
     if model is not None:
         text = str(model)
         if Path(text).exists() or text not in ZOO:
             return Path(text), False
     name = DEFAULT_MODEL if model is None else str(model)
-    path = fetch_model(name)
+    try:
+        path = fetch_model(name)
+    except ZooError as error:
+        if model is not None:
+            raise
+        raise ZooError(
+            f"no MODEL given, and the default (the zoo's {name}) is not cached here: {error}; or pass MODEL.onnx"
+        ) from None
     logger.info("model: %s from the model zoo (%s)", name, path)
     return path, True
 
@@ -96,7 +103,7 @@ def needs_calibration(model: Path) -> bool:
         return False
 
 
-def resolve_calibration(calib: Path | None, model: Path, output: Path) -> Path:
+def resolve_calibration(calib: Path | None, model: Path, output: Path) -> tuple[Path, bool]:
     """The calibration array for INT8 of the float ``model``, building it from faces at hand if needed.
 
     Args:
@@ -104,19 +111,21 @@ def resolve_calibration(calib: Path | None, model: Path, output: Path) -> Path:
         model: the float ONNX artifact (its card sets the crops).
         output: the artifact to be written (the default array goes beside it).
 
+    Returns:
+        The array's path, and whether it was built now (a new output to report).
+
     Raises:
         NoCalibration: no ``--calib``, no earlier ``<model>_calib.npz`` and no ``./pseudo`` frames; the
             line gives the command that makes them.
         EdgemarkError: ``python -m calib build`` failed (its error line is quoted).
     """
     if calib is not None and not Path(calib).is_dir():
-        return Path(calib)
+        return Path(calib), False
     target = default_calibration_path(model, output)
     if calib is None:
         if target.is_file():
             logger.info("calibration: %s (built earlier; delete it to build it again)", target)
-            print(f"calibration: {target} (built earlier; delete it to build it again)")
-            return target
+            return target, False
         if not _has_annotated_images(PSEUDO_DIR):
             raise NoCalibration(
                 f"--int8 needs calibration images and none are at hand (no --calib, no {target}, no "
@@ -124,7 +133,7 @@ def resolve_calibration(calib: Path | None, model: Path, output: Path) -> Path:
                 "(or `webcam` for VIDEO.mp4), then run this again"
             )
         calib = PSEUDO_DIR
-    return build_style_proxies(model, Path(calib), target)
+    return build_style_proxies(model, Path(calib), target), True
 
 
 def build_style_proxies(model: Path, faces: Path, output: Path) -> Path:
@@ -137,7 +146,7 @@ def build_style_proxies(model: Path, faces: Path, output: Path) -> Path:
         EdgemarkError: the build failed; its one error line is quoted with the command to re-run.
     """
     command = ["python", "-m", "calib", "build", "--card", str(model), "--proxies", str(faces), "--out", str(output)]
-    print(f"calibration: style proxies of {faces} -> {output} ({shlex.join(command)})")
+    logger.info("calibration: style proxies of %s -> %s (%s)", faces, output, shlex.join(command))
     environment = dict(os.environ)
     # The calib package of this same tree, wherever the command runs from.
     root = str(Path(__file__).resolve().parents[1])

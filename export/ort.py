@@ -174,12 +174,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = args.output if args.output is not None else default_output(model, from_zoo, suffix)
     if args.convergence is None:
         refuse_overwrite([output, sidecar_path(output), ranges_path(output)], args.force)
-    calibration = resolve_calibration(args.calib, model, output)
+    calibration, built = resolve_calibration(args.calib, model, output)
+    made_calibration = calibration if built else None
     config = config_from_args(args, model, calibration, output)
     if args.convergence is not None:
         from export.range_convergence import format_convergence, parse_sizes, range_convergence
 
         print(format_convergence(range_convergence(config, parse_sizes(args.convergence))))
+        report_written([made_calibration])
         return 0
     from export.ort_quantize import int8_from_onnx
 
@@ -206,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else ""
             )
         )
-    report_written([config.output, sidecar_path(config.output), ranges_path(config.output)])
+    report_written([made_calibration, config.output, sidecar_path(config.output), ranges_path(config.output)])
     return 0
 
 

@@ -36,6 +36,7 @@ from export.defaults import (
     resolve_calibration,
     resolve_model,
 )
+from export.ranges import ranges_path
 from export.trt_build import DEFAULT_BATCHES, DEFAULT_WORKSPACE_MB, TrtConfig
 from runtime.card import sidecar_path
 from runtime.errors import cli_main
@@ -126,11 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, from_zoo = resolve_model(args.model)
     suffix = "_int8.engine" if args.int8 else "_fp16.engine" if args.fp16 else ".engine"
     output = args.output if args.output is not None else default_output(model, from_zoo, suffix)
-    calibration = args.calib
+    calibration, made_calibration = args.calib, None
     if args.int8 and not args.fp16 and not args.dry_run and needs_calibration(model):
         TrtConfig(model, output, int8=True)  # a bad output name is reported before any calibration work
         refuse_overwrite(_outputs(output, qdq=True), args.force)
-        calibration = resolve_calibration(args.calib, model, output)
+        calibration, built = resolve_calibration(args.calib, model, output)
+        made_calibration = calibration if built else None
     config = config_from_args(args, model, output, calibration)
     from export.trt_build import TensorRtUnavailable, engine_from_onnx, plan_from_onnx
 
@@ -140,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     outputs = _outputs(output, qdq=plan.onnx != plan.source)
     refuse_overwrite(outputs, args.force)
+    outputs.insert(0, made_calibration)
     try:
         card = engine_from_onnx(plan)
     except TensorRtUnavailable:
@@ -160,7 +163,8 @@ def _outputs(engine: Path, qdq: bool) -> list[Path]:
     is made (the names of :class:`export.trt_build.TrtBuildPlan`)."""
     files = [engine, sidecar_path(engine), engine.with_name(engine.name + ".trtexec.sh")]
     if qdq:
-        files += [engine.with_suffix(".qdq.onnx"), sidecar_path(engine.with_suffix(".qdq.onnx"))]
+        model = engine.with_suffix(".qdq.onnx")
+        files += [model, sidecar_path(model), ranges_path(model)]
     return files
 
 

@@ -44,9 +44,9 @@ def refuse_overwrite(paths: Iterable[str | Path | None], force: bool) -> list[Pa
     existing = [path for path in checked if path.exists() and not path.is_dir()]
     if existing and not force:
         shown = ", ".join(str(path) for path in existing[:4]) + (f" and {len(existing) - 4} more" if len(existing) > 4 else "")
-        verb = "exists" if len(existing) == 1 else "exist"
+        verb, it = ("exists", "it") if len(existing) == 1 else ("exist", "them")
         raise OutputExists(
-            f"{shown} already {verb} (an earlier result); pass --force to replace it, or choose another output name"
+            f"{shown} already {verb} (an earlier result); pass --force to replace {it}, or choose another output name"
         )
     return checked
 
