@@ -103,13 +103,14 @@ def needs_calibration(model: Path) -> bool:
         return False
 
 
-def resolve_calibration(calib: Path | None, model: Path, output: Path) -> tuple[Path, bool]:
+def resolve_calibration(calib: Path | None, model: Path, output: Path, force: bool = False) -> tuple[Path, bool]:
     """The calibration array for INT8 of the float ``model``, building it from faces at hand if needed.
 
     Args:
         calib: ``--calib`` as given: an ``.npz`` (returned as is), a folder of annotated faces, or ``None``.
         model: the float ONNX artifact (its card sets the crops).
         output: the artifact to be written (the default array goes beside it).
+        force: the command's ``--force``: an existing array made from ``--calib FACES/`` is replaced.
 
     Returns:
         The array's path, and whether it was built now (a new output to report).
@@ -133,11 +134,12 @@ def resolve_calibration(calib: Path | None, model: Path, output: Path) -> tuple[
                 "(or `webcam` for VIDEO.mp4), then run this again"
             )
         calib = PSEUDO_DIR
-    return build_style_proxies(model, Path(calib), target), True
+    return build_style_proxies(model, Path(calib), target, force), True
 
 
-def build_style_proxies(model: Path, faces: Path, output: Path) -> Path:
-    """Run ``python -m calib build --card MODEL --proxies FACES --out OUTPUT`` (all styles, its defaults).
+def build_style_proxies(model: Path, faces: Path, output: Path, force: bool = False) -> Path:
+    """Run ``python -m calib build --card MODEL --proxies FACES --out OUTPUT`` (all styles, its defaults;
+    ``--force`` with ``force``).
 
     Returns:
         ``output``.
@@ -146,6 +148,7 @@ def build_style_proxies(model: Path, faces: Path, output: Path) -> Path:
         EdgemarkError: the build failed; its one error line is quoted with the command to re-run.
     """
     command = ["python", "-m", "calib", "build", "--card", str(model), "--proxies", str(faces), "--out", str(output)]
+    command += ["--force"] if force else []
     logger.info("calibration: style proxies of %s -> %s (%s)", faces, output, shlex.join(command))
     environment = dict(os.environ)
     # The calib package of this same tree, wherever the command runs from.

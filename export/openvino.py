@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     refuse_overwrite(outputs, args.force)
     calibration = args.calib
     if args.int8 and not args.fp16 and needs_calibration(model):
-        calibration, built = resolve_calibration(args.calib, model, output)
+        calibration, built = resolve_calibration(args.calib, model, output, args.force)
         if built:
             outputs.insert(0, calibration)
     config = config_from_args(args, model, output, calibration)

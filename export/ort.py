@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = args.output if args.output is not None else default_output(model, from_zoo, suffix)
     if args.convergence is None:
         refuse_overwrite([output, sidecar_path(output), ranges_path(output)], args.force)
-    calibration, built = resolve_calibration(args.calib, model, output)
+    calibration, built = resolve_calibration(args.calib, model, output, args.force)
     made_calibration = calibration if built else None
     config = config_from_args(args, model, calibration, output)
     if args.convergence is not None:

@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.int8 and not args.fp16 and not args.dry_run and needs_calibration(model):
         TrtConfig(model, output, int8=True)  # a bad output name is reported before any calibration work
         refuse_overwrite(_outputs(output, qdq=True), args.force)
-        calibration, built = resolve_calibration(args.calib, model, output)
+        calibration, built = resolve_calibration(args.calib, model, output, args.force)
         made_calibration = calibration if built else None
     config = config_from_args(args, model, output, calibration)
     from export.trt_build import TensorRtUnavailable, engine_from_onnx, plan_from_onnx
