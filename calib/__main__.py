@@ -152,10 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest = calibration.manifest
     shares = ", ".join(f"{style} {count}" for style, count in manifest["styles"].items())
     print(
-        f"{config.output}: {len(calibration)} samples from {manifest['source_images']} source images "
+        f"wrote {config.output}: {len(calibration)} samples from {manifest['source_images']} source images "
         f"({manifest['excluded']} excluded as evaluation images); {shares}"
     )
-    report_written([config.output, config.preview])
+    report_written([config.preview])
     return 0
 
 

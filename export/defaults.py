@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from runtime.annotations import IMAGE_SUFFIXES
-from runtime.errors import EdgemarkError
+from runtime.errors import EdgemarkError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ CALIB_HELP = (
 )
 
 
-class NoCalibration(EdgemarkError):
-    """INT8 of a float model was asked for and no calibration source is at hand."""
+class NoCalibration(UsageError):
+    """INT8 of a float model was asked for without ``--calib`` and no calibration source is at hand (exit 2)."""
 
 
 def resolve_model(model: str | Path | None) -> tuple[Path, bool]:

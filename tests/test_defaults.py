@@ -46,7 +46,7 @@ def pseudo_frames(folder, faces68_dir, count: int) -> None:
 
 @pytest.mark.parametrize("command", INT8_COMMANDS)
 def test_int8_alone_without_calibration_is_one_line_naming_the_command(command, fresh_cache, capsys):
-    assert command_main(command)(["--int8"]) == 1
+    assert command_main(command)(["--int8"]) == 2
     line = one_error_line(capsys.readouterr())
     assert "python -m runtime.track VIDEO.mp4 --save-frames pseudo" in line, line
     assert left_in(fresh_cache) == [], "nothing is written when the calibration is missing"
