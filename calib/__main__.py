@@ -2,6 +2,9 @@
 
 Examples::
 
+    # style proxies of pseudo-labelled frames of the deployment footage (python -m runtime.track VIDEO --save-frames pseudo)
+    python -m calib build --card artifacts/pfld.onnx --proxies pseudo --out calib.npz
+
     # style proxies of real faces, keeping the evaluation faces out, with a contact sheet
     python -m calib build --card artifacts/pfld.onnx --proxies data/train_faces \\
         --exclude data/eval_faces --out calib/proxies.npz --preview calib/proxies.png
@@ -12,7 +15,8 @@ Examples::
 
 The card of ``--card`` (its sidecar ``<artifact>.json`` or ONNX metadata) fixes the crop rule, input
 size and normalisation; the output is ``inputs`` (N, 3, S, S) float32 plus a JSON manifest (see
-:mod:`export.calibration`), read by ``python -m export.ort --int8 ... --calib``.
+:mod:`export.calibration`), read by ``python -m export.ort --int8 ... --calib``. An existing
+``--out`` or ``--preview`` is never replaced without ``--force``.
 """
 
 from __future__ import annotations
@@ -25,24 +29,41 @@ from typing import Sequence
 from calib.build import BuildConfig, build_calibration_set
 from calib.styles import STYLES
 from runtime.errors import UsageError, cli_main
+from runtime.outputs import add_force_flag, refuse_overwrite, report_written
+
+CALIB_EXAMPLES = """examples:
+    python -m calib build --card artifacts/pfld.onnx --proxies pseudo --out calib.npz
+    python -m calib build --card artifacts/pfld.onnx --proxies faces/ --real faces/ --exclude eval_faces/ --out calib.npz
+    python -m calib study --model artifacts/pfld.onnx --faces faces68/ --folds 2 --out study/pfld
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m calib", description="Build INT8 calibration sets.")
+    parser = argparse.ArgumentParser(
+        prog="python -m calib",
+        description="Build INT8 calibration sets (build), and measure which calibrates best (study).",
+        epilog=CALIB_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     build = commands.add_parser(
         "build",
         help="build a stratified calibration array (.npz)",
         description="Build a stratified calibration array from AVS styles, style proxies and real faces.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="styles:\n" + "\n".join(f"  {s.name:<22} {s.description}" for s in STYLES.values()),
+        epilog="examples:" + __doc__.split("Examples::", 1)[1].split("The card of", 1)[0]
+        + "styles:\n" + "\n".join(f"  {s.name:<22} {s.description}" for s in STYLES.values()),
     )
     build.add_argument(
-        "--card", type=Path, required=True, metavar="ARTIFACT", help="artifact whose card sets the preprocessing"
+        "--card",
+        type=Path,
+        required=True,
+        metavar="ARTIFACT",
+        help="artifact (.onnx, .xml, .engine with a card) whose card sets the crop, input size and normalisation",
     )
-    build.add_argument("--out", type=Path, required=True, metavar="CALIB.npz", help="calibration array to write")
+    build.add_argument("--out", type=Path, required=True, metavar="CALIB.npz", help="calibration array (.npz) to write")
     build.add_argument(
-        "--avs", type=Path, action="append", default=[], metavar="DIR", help="AVS synthetic-style folder (repeatable)"
+        "--avs", type=Path, action="append", default=[], metavar="DIR", help="AVS synthetic-style folder: label.txt + Image/, or one such folder per style (repeatable)"
     )
     build.add_argument(
         "--proxies",
@@ -59,18 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FACES",
-        help="annotated real faces used as they are (repeatable)",
+        help="annotated real faces used as they are (folder of images + .pts, WFLW list or HRNet CSV; repeatable)",
     )
     build.add_argument(
         "--styles",
         default=",".join(STYLES),
         metavar="NAMES",
-        help="comma-separated style proxies for --proxies (default: all, listed below)",
+        help=f"comma-separated style proxies for --proxies, of: {', '.join(STYLES)} (default: all, described below)",
     )
-    build.add_argument("--size", type=int, default=400, help="samples wanted (default 400)")
-    build.add_argument("--seed", type=int, default=0, help="seed of the selection and style parameters (default 0)")
     build.add_argument(
-        "--batch-size", type=int, default=8, help="calibration batch; fewer samples is an error (default 8)"
+        "--size", type=int, default=400, help="samples wanted, >= --batch-size (default 400; 300+ recommended)"
+    )
+    build.add_argument(
+        "--seed", type=int, default=0, help="seed of the selection and style parameters, an integer (default 0)"
+    )
+    build.add_argument(
+        "--batch-size", type=int, default=8, help="calibration batch, >= 1; fewer samples is an error (default 8)"
     )
     build.add_argument(
         "--exclude",
@@ -82,10 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         "matched by resolved path and by sha256 of the content (repeatable)",
     )
     build.add_argument(
-        "--max-variants", type=int, default=8, help="most styled variants of one image per style (default 8)"
+        "--max-variants", type=int, default=8, help="most styled variants of one image per style, >= 1 (default 8)"
     )
     build.add_argument("--preview", type=Path, metavar="PNG", help="also write a contact sheet of crops per style")
-    build.add_argument("--preview-columns", type=int, default=6, help="crops per style in the preview (default 6)")
+    build.add_argument(
+        "--preview-columns", type=int, default=6, help="crops per style in the preview, >= 1 (default 6)"
+    )
+    add_force_flag(build)
     from calib import study
 
     study.add_parser(commands)
@@ -119,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "build":  # other subcommands carry their own entry point
         return args.run(args, list(argv) if argv is not None else None)
     config = config_from_args(args)
+    refuse_overwrite([config.output, config.preview], args.force)
     calibration = build_calibration_set(config)
     manifest = calibration.manifest
     shares = ", ".join(f"{style} {count}" for style, count in manifest["styles"].items())
@@ -126,8 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"wrote {config.output}: {len(calibration)} samples from {manifest['source_images']} source images "
         f"({manifest['excluded']} excluded as evaluation images); {shares}"
     )
-    if config.preview is not None:
-        print(f"preview: {config.preview}")
+    report_written([config.preview])
     return 0
 
 

@@ -7,9 +7,9 @@ Examples::
     python -m export.onnx --import PFLD_GhostOne_112_1_opt_sim.onnx -o artifacts/pfld.onnx \\
         --layout wflw98 --input-size 112 --channel-order BGR --mean 0.5 0.5 0.5 --std 0.5 0.5 0.5 \\
         --output-kind coords --crop-scale 1.2 --crop-box landmarks
-    python -m export.onnx --import lm_model0_opt.onnx -o artifacts/openseeface.onnx \
-        --layout ibug66 --input-size 224 --output-kind heatmap_offsets --heatmap-size 28 \
-        --cell-spacing 223/27 --offset-scale 223 --offset-channels heatmap,y_offset,x_offset \
+    python -m export.onnx --import lm_model0_opt.onnx -o artifacts/openseeface.onnx \\
+        --layout ibug66 --input-size 224 --output-kind heatmap_offsets --heatmap-size 28 \\
+        --cell-spacing 223/27 --offset-scale 223 --offset-channels heatmap,y_offset,x_offset \\
         --offset-transform logit --offset-divisor 16 --crop-scale 1.2 --crop-scale-y 1.25
 
 The library lives in :mod:`export.onnx_export` (this file is only the command); with absolute
@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from runtime.card import OUTPUT_KINDS, Card
+from runtime.card import OUTPUT_KINDS, Card, sidecar_path
 from runtime.crop import CropRule, Normalisation
 from runtime.errors import UsageError, cli_main
 from runtime.heatmap import DECODERS, OFFSET_DECODE, OFFSET_TRANSFORMS, HeatmapOffsets
 from runtime.layouts import LAYOUTS
+from runtime.outputs import add_force_flag, refuse_overwrite, report_written
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m export.onnx",
         description="Export an edgemark checkpoint to ONNX, or import a third-party ONNX model with a card.",
+        epilog="examples:" + __doc__.split("Examples::", 1)[1].split("The library lives", 1)[0]
+        + "An existing output is never replaced without --force.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", nargs="?", type=Path, help="checkpoint (.pt) to export")
     parser.add_argument(
@@ -65,25 +69,39 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL.onnx",
         help="import this third-party ONNX model instead (needs the card flags below)",
     )
-    parser.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT.onnx", help="the .onnx file to write (its card: OUT.onnx.json)"
+    )
 
     export = parser.add_argument_group("checkpoint export")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset, 13-20 (default 17)")
     export.add_argument("--simplify", action="store_true", help="run onnx-simplifier (needs onnxsim)")
-    export.add_argument("--parity-images", type=Path, help="folder of annotated faces for the torch/ONNX parity check")
+    export.add_argument(
+        "--parity-images", type=Path, metavar="DIR", help="folder of annotated faces for the torch/ONNX parity check"
+    )
     export.add_argument(
         "--max-abs", type=float, help="parity limit on max abs difference (default 1e-4; 0.2 for a QAT checkpoint)"
     )
 
     card = parser.add_argument_group("card of an imported model")
-    card.add_argument("--layout", choices=sorted(LAYOUTS), help="landmark layout")
-    card.add_argument("--input-size", type=int, help="side of the square input")
-    card.add_argument("--channel-order", choices=("RGB", "BGR"), default="RGB")
+    card.add_argument("--layout", choices=sorted(LAYOUTS), help=f"landmark layout: {', '.join(sorted(LAYOUTS))}")
+    card.add_argument("--input-size", type=int, help="side of the square input in pixels, > 0")
     card.add_argument(
-        "--mean", type=_number, nargs=3, default=(0.485, 0.456, 0.406), help="per channel, on the [0, 1] scale"
+        "--channel-order", choices=("RGB", "BGR"), default="RGB", help="RGB or BGR, as the model was trained (default RGB)"
     )
     card.add_argument(
-        "--std", type=_number, nargs=3, default=(0.229, 0.224, 0.225), help="per channel, on the [0, 1] scale"
+        "--mean",
+        type=_number,
+        nargs=3,
+        default=(0.485, 0.456, 0.406),
+        help="three numbers, per channel, on the [0, 1] scale (default ImageNet's 0.485 0.456 0.406)",
+    )
+    card.add_argument(
+        "--std",
+        type=_number,
+        nargs=3,
+        default=(0.229, 0.224, 0.225),
+        help="three numbers > 0, per channel, on the [0, 1] scale (default ImageNet's 0.229 0.224 0.225)",
     )
     card.add_argument(
         "--output-kind",
@@ -91,8 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="coords: (N, 2K) in [0, 1] of the crop; heatmap: (N, K, H, W); "
         "heatmap_offsets: (N, 3K, G, G) heatmaps with x and y offset maps",
     )
-    card.add_argument("--heatmap-stride", type=int, help="input pixels per heatmap pixel (heatmap outputs)")
-    card.add_argument("--decode", choices=DECODERS, default="centroid", help="heatmap decode method (heatmap outputs)")
+    card.add_argument(
+        "--heatmap-stride", type=int, help="input pixels per heatmap pixel, dividing --input-size (heatmap outputs)"
+    )
+    card.add_argument(
+        "--decode",
+        choices=DECODERS,
+        default="centroid",
+        help=f"heatmap decode method: {', '.join(DECODERS)} (heatmap outputs; default centroid)",
+    )
     card.add_argument(
         "--coords-slice",
         type=int,
@@ -101,31 +126,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="coords outputs holding more than the points: the 2K point values are output[START:STOP]",
     )
     offsets = parser.add_argument_group("heatmap_offsets outputs (see runtime.heatmap.HeatmapOffsets)")
-    offsets.add_argument("--heatmap-size", type=int, help="G, cells per side of each map")
+    offsets.add_argument("--heatmap-size", type=int, help="G, cells per side of each map (an integer > 0)")
     offsets.add_argument("--cell-spacing", type=_number, help="input pixels between cells, e.g. 223/27")
     offsets.add_argument("--offset-scale", type=_number, help="input pixels per unit of decoded offset, e.g. 223")
     offsets.add_argument(
         "--offset-channels",
         type=lambda text: tuple(text.split(",")),
-        help="order of the three K-channel groups, e.g. heatmap,y_offset,x_offset",
+        help="order of the three K-channel groups: heatmap, y_offset, x_offset in some order, comma-separated",
     )
     offsets.add_argument(
-        "--offset-transform", choices=OFFSET_TRANSFORMS, default="identity", help="logit: offsets are sigmoid-squashed"
+        "--offset-transform",
+        choices=OFFSET_TRANSFORMS,
+        default="identity",
+        help=f"{', '.join(OFFSET_TRANSFORMS)}; logit: offsets are sigmoid-squashed (default identity)",
     )
-    offsets.add_argument("--offset-divisor", type=_number, default=1.0, help="divides the transformed offset")
-    card.add_argument(
-        "--crop-box", choices=("landmarks", "detector"), default="landmarks", help="box the crop starts from"
+    offsets.add_argument(
+        "--offset-divisor", type=_number, default=1.0, help="a number that divides the transformed offset (default 1)"
     )
     card.add_argument(
-        "--crop-scale", type=float, default=1.25, help="square side / longer box side (with --crop-scale-y: width / box width)"
+        "--crop-box",
+        choices=("landmarks", "detector"),
+        default="landmarks",
+        help="box the crop starts from: landmarks or detector (default landmarks)",
+    )
+    card.add_argument(
+        "--crop-scale", type=float, default=1.25, help="square side / longer box side, > 0 (with --crop-scale-y: width / box width; default 1.25)"
     )
     card.add_argument(
         "--crop-scale-y",
         type=float,
-        help="crop per axis instead of a square: height / box height, each axis stretched to the input side",
+        help="crop per axis instead of a square: height / box height, > 0, each axis stretched to the input side",
     )
-    card.add_argument("--crop-shift-y", type=float, default=0.0, help="downward centre shift, fraction of the crop height")
+    card.add_argument("--crop-shift-y", type=float, default=0.0, help="downward centre shift, fraction of the crop height (default 0)")
     card.add_argument("--keep-batch", action="store_true", help="do not try to make a fixed batch dimension dynamic")
+    add_force_flag(parser)
     return parser
 
 
@@ -208,7 +242,9 @@ def config_from_args(args: argparse.Namespace) -> CheckpointConfig | ImportConfi
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    config = config_from_args(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    outputs = refuse_overwrite([config.output, sidecar_path(config.output)], args.force)
     from export.onnx_export import onnx_from_checkpoint, onnx_from_third_party
 
     if isinstance(config, ImportConfig):
@@ -219,8 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(
         f"{config.output}: {card.layout} {card.output_kind} {card.input_size}x{card.input_size} "
-        f"{card.precision}, batch {card.extra.get('batch')}; card in {config.output}.json"
+        f"{card.precision}, batch {card.extra.get('batch')}"
     )
+    report_written(outputs)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 Examples::
 
+    python -m export.openvino --int8   # the zoo's PFLD-GhostOne, NNCF, calibrated on ./pseudo -> pfld_ghostone_int8.xml
     python -m export.openvino artifacts/pfld.onnx -o artifacts/pfld.xml
     python -m export.openvino artifacts/pfld.onnx -o artifacts/pfld_fp16.xml --fp16
     python -m export.openvino artifacts/pfld.onnx -o artifacts/pfld_int8.xml --int8 --calib calib/real.npz \\
@@ -16,6 +17,11 @@ The IR is ``OUT.xml`` + ``OUT.bin``, the card ``OUT.xml.json`` (also embedded in
 ``--val-faces`` compares the IR with the ONNX model on annotated faces and writes the result to the
 card; with ``--max-nme-drop`` (percent points of inter-ocular NME) NNCF's accuracy control keeps
 layers in float until the INT8 IR is within that budget on those faces.
+
+Typed alone, the defaults are those of :mod:`export.defaults`: the zoo's ``pfld_ghostone``, the IR
+``<model>.xml`` (``_fp16.xml``, ``_int8.xml``) beside the model (in the current folder for a zoo
+model), and for ``--int8`` style proxies of the pseudo-labelled frames in ``./pseudo``. An existing
+output is never replaced without ``--force``.
 """
 
 from __future__ import annotations
@@ -25,23 +31,42 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from export.defaults import (
+    CALIB_HELP,
+    MODEL_HELP,
+    default_output,
+    needs_calibration,
+    resolve_calibration,
+    resolve_model,
+)
 from export.openvino_export import ACTIVATION_RANGES, PRESETS, IrConfig
+from runtime.card import sidecar_path
 from runtime.errors import UsageError, cli_main
+from runtime.outputs import add_force_flag, refuse_overwrite, report_written
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m export.openvino",
         description="Convert an ONNX artifact to an OpenVINO IR (FP32, FP16 weights, or INT8 with NNCF).",
+        epilog="examples:" + __doc__.split("Examples::", 1)[1].split("The IR is", 1)[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", type=Path, metavar="MODEL.onnx", help="ONNX artifact with a card (float or Q/DQ)")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.xml", help="the IR to write")
+    parser.add_argument("model", nargs="?", metavar="MODEL.onnx", help="float or Q/DQ " + MODEL_HELP)
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="OUT.xml",
+        help="the IR to write (default: <model>.xml, <model>_fp16.xml or <model>_int8.xml beside the model; in "
+        "the current folder for a zoo model)",
+    )
     parser.add_argument("--fp16", action="store_true", help="store float weights as FP16 (default: FP32)")
 
     int8 = parser.add_argument_group("INT8 with NNCF")
     int8.add_argument("--int8", action="store_true", help="post-training quantization with NNCF")
-    int8.add_argument("--calib", type=Path, metavar="CALIB.npz", help="calibration array (see export.calibration)")
-    int8.add_argument("--subset-size", type=int, help="calibration samples used at most (default 300)")
+    int8.add_argument("--calib", type=Path, metavar="CALIB.npz|FACES", help=CALIB_HELP)
+    int8.add_argument("--subset-size", type=int, help="calibration samples used at most, >= 1 (default 300)")
     int8.add_argument(
         "--preset",
         choices=PRESETS,
@@ -74,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-nme-drop",
         type=float,
         metavar="POINTS",
-        help="accuracy-controlled INT8: largest inter-ocular NME increase (percent points) on --val-faces",
+        help="accuracy-controlled INT8: largest inter-ocular NME increase (percent points, >= 0) on --val-faces",
     )
     parser.add_argument(
         "--val-faces",
@@ -82,10 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="annotated faces (images + .pts) to compare the IR with the ONNX model on (and to drive --max-nme-drop)",
     )
+    add_force_flag(parser)
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> IrConfig:
+def config_from_args(args: argparse.Namespace, model: Path, output: Path, calibration: Path | None) -> IrConfig:
+    """The config of ``args`` with the model, output and calibration already resolved (see :func:`main`)."""
     if not args.int8:
         given = [
             flag
@@ -100,11 +127,11 @@ def config_from_args(args: argparse.Namespace) -> IrConfig:
         if given:
             raise UsageError(f"{', '.join(given)} only make sense with --int8; add --int8 or drop them")
     return IrConfig(
-        model=args.model,
-        output=args.output,
+        model=model,
+        output=output,
         fp16=args.fp16,
         int8=args.int8,
-        calibration=args.calib,
+        calibration=calibration,
         subset_size=args.subset_size if args.subset_size is not None else 300,
         preset=args.preset or "performance",
         ignore_first_conv_and_head=args.ignore_first_conv_and_head,
@@ -118,7 +145,18 @@ def config_from_args(args: argparse.Namespace) -> IrConfig:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    config = config_from_args(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    model, from_zoo = resolve_model(args.model)
+    suffix = "_int8.xml" if args.int8 else "_fp16.xml" if args.fp16 else ".xml"
+    output = args.output if args.output is not None else default_output(model, from_zoo, suffix)
+    outputs = [output, output.with_suffix(".bin"), sidecar_path(output)]
+    refuse_overwrite(outputs, args.force)
+    calibration = args.calib
+    if args.int8 and not args.fp16 and needs_calibration(model):
+        calibration, built = resolve_calibration(args.calib, model, output, args.force)
+        if built:
+            outputs.insert(0, calibration)
+    config = config_from_args(args, model, output, calibration)
     from export.openvino_export import ir_from_onnx
 
     card = ir_from_onnx(config)
@@ -135,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"; on {evaluation['faces']} faces NME {scores['ir']:.3f} % vs ONNX {scores['reference']:.3f} % "
             f"({evaluation['nme_change']:+.3f}), max abs output diff {evaluation['max_abs_output_diff']:.2e}"
         )
-    print(f"{line}; card in {config.output}.json")
+    print(line)
+    report_written(outputs)
     return 0
 
 

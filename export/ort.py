@@ -1,8 +1,10 @@
 """``python -m export.ort --int8``: static INT8 Q/DQ quantization of a float ONNX artifact.
 
-Example::
+Examples::
 
+    python -m export.ort --int8      # the zoo's PFLD-GhostOne, calibrated on ./pseudo -> pfld_ghostone_int8.onnx
     python -m export.ort --int8 artifacts/pfld.onnx --calib calib.npz -o artifacts/pfld_int8.onnx
+    python -m export.ort --int8 artifacts/pfld.onnx --calib my_faces/   # style proxies of annotated faces
     python -m export.ort --int8 artifacts/pfld.onnx --calib calib.npz --max-nme-drop 0.1 -o artifacts/pfld_int8.onnx
     python -m export.ort --int8 artifacts/pfld.onnx --calib calib.npz --method entropy --num-bins 2048 \\
         -o artifacts/pfld_int8_entropy.onnx
@@ -16,7 +18,10 @@ The calibration array is an ``.npz`` with ``inputs`` (N, 3, S, S) float32, prepr
 the runtime does (see :mod:`export.calibration`). The result is int8 Q/DQ (per-channel weights
 unless ``--per-tensor``) in the encoding asked for (``u8s8`` for ONNX Runtime on x86, the default;
 ``s8s8`` for TensorRT), with its card and its range table (``<output>.ranges.json``, whose hash the
-card names). ``--max-nme-drop`` keeps the fewest quantization points in float that hold the
+card names). Typed alone, ``--int8`` takes the defaults of :mod:`export.defaults`: the zoo's
+``pfld_ghostone``, ``<model>_int8.onnx`` beside the model (in the current folder for a zoo model),
+and style proxies of the pseudo-labelled frames in ``./pseudo`` (from ``python -m runtime.track VIDEO
+--save-frames pseudo``). An existing output is never replaced without ``--force``. ``--max-nme-drop`` keeps the fewest quantization points in float that hold the
 label-free NME against the float model within the budget on a validation split of the calibration
 array (whole source images held out, never the evaluation faces).
 """
@@ -27,33 +32,51 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from export.defaults import CALIB_HELP, MODEL_HELP, default_output, resolve_calibration, resolve_model
 from export.encodings import ENCODING_TARGETS, ENCODINGS
-from export.ort_quantize import KEEP_FLOAT, METHODS, Int8Config
+from export.ort_quantize import KEEP_FLOAT, METHODS, MIN_HISTOGRAM_BINS, Int8Config
+from export.ranges import ranges_path
+from runtime.card import sidecar_path
 from runtime.errors import UsageError, cli_main
+from runtime.outputs import add_force_flag, refuse_overwrite, report_written
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m export.ort",
         description="Static INT8 Q/DQ quantization with ONNX Runtime.",
-        epilog=__doc__.split("Example::", 1)[1].split("The calibration array", 1)[0],
+        epilog="examples:" + __doc__.split("Examples::", 1)[1].split("The calibration array", 1)[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--int8", type=Path, required=True, metavar="MODEL.onnx", help="float ONNX artifact with a card"
+        "--int8",
+        nargs="?",
+        const=None,
+        required=True,
+        metavar="MODEL.onnx",
+        help="quantize this float " + MODEL_HELP,
     )
-    parser.add_argument("--calib", type=Path, required=True, metavar="CALIB.npz", help="calibration array")
+    parser.add_argument("--calib", type=Path, metavar="CALIB.npz|FACES", help=CALIB_HELP)
     parser.add_argument(
-        "-o", "--output", type=Path, help="the INT8 .onnx to write (required unless --convergence)"
+        "-o",
+        "--output",
+        type=Path,
+        metavar="OUT.onnx",
+        help="the INT8 .onnx to write (default: <model>_int8.onnx, or <model>_int8_s8s8.onnx for --encoding s8s8, "
+        "beside the model; in the current folder for a zoo model)",
     )
     parser.add_argument(
         "--per-tensor", action="store_true", help="one scale per weight tensor (default: per output channel)"
     )
-    parser.add_argument("--method", choices=METHODS, default="minmax", help="activation calibration (default minmax)")
     parser.add_argument(
-        "--num-bins", type=int, default=2048, help="histogram bins for entropy/percentile (default 2048)"
+        "--method", choices=METHODS, default="minmax", help=f"activation calibration: {', '.join(METHODS)} (default minmax)"
     )
-    parser.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
+    parser.add_argument(
+        "--num-bins", type=int, default=2048, help=f"histogram bins for entropy/percentile, >= {MIN_HISTOGRAM_BINS} (default 2048)"
+    )
+    parser.add_argument(
+        "--percentile", type=float, default=99.99, help="for --method percentile, in (0, 100] (default 99.99)"
+    )
     parser.add_argument(
         "--keep-float",
         default="",
@@ -85,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--validation-fraction",
         type=float,
         default=0.25,
-        help="share of the calibration array's source images held out to validate --max-nme-drop (default 0.25)",
+        help="share of the calibration array's source images held out to validate --max-nme-drop, in (0, 1) "
+        "(default 0.25)",
     )
     parser.add_argument(
         "--bias-correction",
@@ -103,29 +127,28 @@ def build_parser() -> argparse.ArgumentParser:
         "nested random subsets of SIZES samples (default 25,50,100,200,400, then the whole array less the "
         "validation split) and exit; writes nothing",
     )
-    parser.add_argument("--batch-size", type=int, default=1, help="samples per calibration run (default 1)")
+    parser.add_argument("--batch-size", type=int, default=1, help="samples per calibration run, >= 1 (default 1)")
     parser.add_argument(
         "--chunk-size",
         type=int,
         default=None,
-        help="samples whose activations are held in memory at once (default: 32, or the batch size if larger)",
+        help="samples whose activations are held in memory at once, >= 1 (default: 32, or the batch size if larger)",
     )
+    add_force_flag(parser)
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> Int8Config:
+def config_from_args(args: argparse.Namespace, model: Path, calibration: Path, output: Path) -> Int8Config:
+    """The config of ``args``, with the model, calibration and output already resolved (see :func:`main`)."""
     keep_float = tuple(name.strip() for name in args.keep_float.split(",") if name.strip())
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.output is None and args.convergence is None:
-        raise UsageError("-o/--output is required: the INT8 .onnx to write (or pass --convergence to only check the ranges)")
     if args.convergence is not None and args.ranges is not None:
         raise UsageError("--convergence calibrates on subsets of --calib; it cannot use --ranges")
     return Int8Config(
-        model=args.int8,
-        calibration=args.calib,
-        # --convergence writes nothing; the config still names where an export would go.
-        output=args.output if args.output is not None else args.int8.with_name(f"{args.int8.stem}_int8.onnx"),
+        model=model,
+        calibration=calibration,
+        output=output,  # --convergence writes nothing; the config still names where an export would go.
         per_channel=not args.per_tensor,
         method=args.method,
         num_bins=args.num_bins,
@@ -144,11 +167,21 @@ def config_from_args(args: argparse.Namespace) -> Int8Config:
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = config_from_args(args)
+    if args.convergence is not None and args.ranges is not None:
+        raise UsageError("--convergence calibrates on subsets of --calib; it cannot use --ranges")
+    model, from_zoo = resolve_model(args.int8)
+    suffix = "_int8.onnx" if args.encoding == "u8s8" else f"_int8_{args.encoding}.onnx"
+    output = args.output if args.output is not None else default_output(model, from_zoo, suffix)
+    if args.convergence is None:
+        refuse_overwrite([output, sidecar_path(output), ranges_path(output)], args.force)
+    calibration, built = resolve_calibration(args.calib, model, output, args.force)
+    made_calibration = calibration if built else None
+    config = config_from_args(args, model, calibration, output)
     if args.convergence is not None:
         from export.range_convergence import format_convergence, parse_sizes, range_convergence
 
         print(format_convergence(range_convergence(config, parse_sizes(args.convergence))))
+        report_written([made_calibration])
         return 0
     from export.ort_quantize import int8_from_onnx
 
@@ -159,8 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{config.output}: int8 Q/DQ {quantization['encoding']} ({calibration['method']}, "
         f"{'per-channel' if config.per_channel else 'per-tensor'} weights, "
-        f"{calibration['count']} calibration samples, ranges {calibration['range_table_sha256'][:12]}); "
-        f"card in {config.output}.json"
+        f"{calibration['count']} calibration samples, ranges {calibration['range_table_sha256'][:12]})"
     )
     if mixed:
         latency = mixed.get("latency_ms_batch1", {})
@@ -176,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else ""
             )
         )
+    report_written([made_calibration, config.output, sidecar_path(config.output), ranges_path(config.output)])
     return 0
 
 

@@ -1,10 +1,13 @@
 """``python -m export.verify``: compare an artifact with its reference on real faces, with and without labels.
 
-Example::
+Examples::
 
+    python -m export.verify artifacts/pfld_int8.onnx --reference artifacts/pfld.onnx --images ../shared/data/faces68
     python -m export.verify artifacts/pfld_int8.onnx --reference artifacts/pfld.onnx \\
         --images ../shared/data/faces68 --video ../shared/data/video/face_closeup.mp4 \\
         --max-nme-change 0.5 --max-label-free-p95 2 --json verify.json
+    python -m export.verify artifacts/pfld_int8.xml --reference artifacts/pfld.onnx --images faces/ \\
+        --video site.mp4 --video-every 5 --detector haar    # an OpenVINO IR, every 5th frame, offline detector
 
 Both models run through the runtime backend their suffix names, on identical input tensors cut by
 the reference card's rule. Two measures:
@@ -36,48 +39,63 @@ from runtime.detect import DEFAULT_DETECTOR
 from runtime.agreement import format_summary
 from runtime.card import atomic_write_bytes
 from runtime.errors import cli_main
+from runtime.outputs import add_force_flag, refuse_overwrite, report_written
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m export.verify",
         description="Compare an artifact with its reference on annotated faces and unlabelled video frames.",
+        epilog="examples:" + __doc__.split("Examples::", 1)[1].split("Both models run", 1)[0]
+        + "Exit status 0 on PASS, 1 on FAIL (every budget is checked), 2 on a usage error.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("artifact", type=Path, help="the artifact to check (.onnx, OpenVINO .xml or TensorRT .engine, with a card)")
     parser.add_argument(
-        "--reference", type=Path, required=True, help="the artifact it was made from (usually the FP32 .onnx)"
+        "--reference",
+        type=Path,
+        required=True,
+        metavar="ARTIFACT",
+        help="the artifact it was made from (usually the FP32 .onnx)",
     )
-    parser.add_argument("--images", type=Path, required=True, help="folder of images with .pts annotations")
+    parser.add_argument(
+        "--images", type=Path, required=True, metavar="DIR", help="folder of images with .pts annotations (68 or 98 points)"
+    )
     parser.add_argument(
         "--max-abs",
         type=float,
         default=None,
-        help="budget on max abs output difference (default by precision: fp32 1e-4, fp16 1e-2, int8 none)",
+        metavar="VALUE",
+        help="budget on max abs output difference, >= 0 (default by precision: fp32 1e-4, fp16 1e-2, int8 none)",
     )
     parser.add_argument(
         "--max-nme-change",
         type=float,
         default=0.5,
-        help="budget on the NME increase against the annotations, inter-ocular and box, in percent points "
+        metavar="POINTS",
+        help="budget on the NME increase against the annotations, inter-ocular and box, in percent points, >= 0 "
         "(default 0.5)",
     )
     parser.add_argument(
         "--max-label-free-p95",
         type=float,
         default=DEFAULT_MAX_LABEL_FREE_P95,
-        help="budget on the p95 of the label-free NME (artifact vs reference points, %% of inter-ocular; "
+        metavar="PERCENT",
+        help="budget on the p95 of the label-free NME (artifact vs reference points, %% of inter-ocular, >= 0; "
         f"default {DEFAULT_MAX_LABEL_FREE_P95:g})",
     )
-    parser.add_argument("--video", type=Path, help="a video whose frames join the label-free set")
+    parser.add_argument("--video", type=Path, metavar="VIDEO", help="a video file whose frames join the label-free set")
     parser.add_argument(
-        "--video-every", type=int, default=1, metavar="N", help="use every N-th video frame (default 1)"
+        "--video-every", type=int, default=1, metavar="N", help="use every N-th video frame, N >= 1 (default 1)"
     )
     parser.add_argument(
         "--detector",
         default=DEFAULT_DETECTOR,
-        help="face detector that starts the reference's track on --video (haar, yunet:PATH)",
+        help="face detector that starts the reference's track on --video: yunet (the default, from the "
+        "model zoo), yunet:FILE.onnx, haar or haar:FILE.xml",
     )
-    parser.add_argument("--json", type=Path, help="write the full report here")
+    parser.add_argument("--json", type=Path, metavar="REPORT.json", help="write the full report here")
+    add_force_flag(parser)
     return parser
 
 
@@ -109,6 +127,7 @@ def format_report(report: dict) -> str:
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    refuse_overwrite([args.json], args.force)
     config = VerifyConfig(
         args.artifact,
         args.reference,
@@ -124,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_report(report))
     if args.json:
         atomic_write_bytes(args.json, json.dumps(report, indent=2).encode())
+        report_written([args.json])
     if not report["passed"]:
         print(f"error: {args.artifact} exceeds its budget: {'; '.join(report['failures'])}", file=sys.stderr)
         return 1

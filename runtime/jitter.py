@@ -528,20 +528,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--faces", required=True, help="folder of images with iBUG .pts files (e.g. ../shared/data/faces68)"
     )
-    parser.add_argument("--path", default="lissajous", help=f"motion path: {', '.join(PATHS)}")
-    parser.add_argument("--frames", type=int, default=150)
-    parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument(
-        "--face-size", type=float, default=200.0, help="face size in pixels (sqrt of landmark box area)"
+        "--path", default="lissajous", help=f"motion path: {', '.join(PATHS)} (default lissajous)"
+    )
+    parser.add_argument("--frames", type=int, default=150, help="frames per sequence, >= 3 (default 150)")
+    parser.add_argument("--fps", type=float, default=30.0, help="frame rate the smoothers assume, > 0 (default 30)")
+    parser.add_argument(
+        "--face-size", type=float, default=200.0, help="face size in pixels (sqrt of landmark box area), > 0 (default 200)"
     )
     parser.add_argument(
-        "--noise-px", type=float, default=1.2, help="observation noise per coordinate for the smoother table"
+        "--noise-px", type=float, default=1.2, help="observation noise per coordinate for the smoother table, pixels >= 0 (default 1.2)"
     )
     parser.add_argument(
-        "--map-noise", type=float, default=0.05, help="heatmap pixel noise (peak = 1) for the decoder table"
+        "--map-noise", type=float, default=0.05, help="heatmap pixel noise (peak = 1) for the decoder table, >= 0 (default 0.05)"
     )
-    parser.add_argument("--stride", type=int, default=4, help="heatmap stride for the decoder table")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--stride", type=int, default=4, help="heatmap stride for the decoder table, a positive integer (default 4)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise, an integer (default 0)")
     return parser
 
 

@@ -20,7 +20,9 @@ those flags, the annotated video and the per-frame landmarks are written to
 <source>_landmarks.mp4 and .csv in the current folder, and one line says so. End of stream, q and
 Ctrl-C write the outputs and exit 0. A bad frame is logged and skipped; the stream goes on. Files
 are written under hidden .NAME.partial-PID names and renamed when complete; the partial files of a
-killed run are removed by the next run that writes the same names.
+killed run are removed by the next run that writes the same names. An existing output (or earlier
+pseudo-labels in the --save-frames folder) is never replaced without --force: the run stops before
+any work, naming it.
 
 Faces are found by YuNet (fetched once by the model zoo; Haar, with a warning, when offline), up to
 --max-faces of them (default 4); an id stays with one face: a shot cut or another face under a track
@@ -45,6 +47,7 @@ import numpy as np
 
 from runtime.detect import DEFAULT_DETECTOR
 from runtime.errors import EdgemarkError, UsageError, cli_main
+from runtime.outputs import add_force_flag, refuse_overwrite
 from runtime.window import NoWindow, Window, display_available, why_no_window  # noqa: F401 (display_available: API)
 
 logger = logging.getLogger(__name__)
@@ -82,6 +85,7 @@ class TrackConfig:
     save_every: int = 10
     max_frames: int = 0
     frames: bool = False
+    force: bool = False  # replace existing outputs (else refuse them before any work)
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -367,6 +371,12 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def earlier_pseudo_labels(folder: str) -> list[Path]:
+    """The ``frame_*.pts`` pseudo-labels an earlier ``--save-frames`` run left in ``folder`` (a new run would
+    replace those of the same frame numbers and mix with the rest)."""
+    return sorted(Path(folder).glob("frame_*.pts")) if folder and Path(folder).is_dir() else []
+
+
 def save_pseudo_label(folder: Path, index: int, frame: np.ndarray, points: np.ndarray) -> None:
     """Write a frame and its tracked landmarks as ``frame_<index>.png`` + iBUG ``.pts``.
 
@@ -422,6 +432,8 @@ def run_tracker(config: TrackConfig) -> dict:
         how = f"; for a window instead, {no_window.fix}" if no_window.fix else ""
         logger.info("%s: writing %s and %s (choose the files with --out/--csv/--json%s)", no_window.reason,
                     config.out, config.csv_path, how)
+    refuse_overwrite([config.out, config.csv_path, config.json_path, *earlier_pseudo_labels(config.save_frames)],
+                     config.force)
     model = config.model
     if not model:
         from runtime.zoo import fetch_model
@@ -546,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write every Nth frame with its landmarks as .png + .pts (pseudo-labels for calib)")
     parser.add_argument("--save-every", type=int, default=10, help="N for --save-frames")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: end of stream)")
+    add_force_flag(parser)
     parser.add_argument(
         "--frames",
         action="store_true",

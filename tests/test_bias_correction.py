@@ -119,9 +119,18 @@ def test_convergence_cli_prints_a_table_and_writes_nothing(work, pfld_artifact, 
     assert left_in(work) == before
 
 
-def test_output_is_required_without_convergence(pfld_artifact, video_calib, capsys):
-    assert ort_cli.main(["--int8", str(pfld_artifact), "--calib", str(video_calib)]) == 2
-    assert "-o/--output is required" in one_error_line(capsys.readouterr())
+def test_output_defaults_to_int8_beside_the_model(tmp_path, pfld_artifact, video_calib, capsys):
+    """Without -o the INT8 model is <model>_int8.onnx beside the model (issue 13), named when written."""
+    import shutil
+
+    from runtime.card import sidecar_path
+
+    model = tmp_path / "pfld.onnx"
+    shutil.copyfile(pfld_artifact, model)
+    shutil.copyfile(sidecar_path(pfld_artifact), sidecar_path(model))
+    assert ort_cli.main(["--int8", str(model), "--calib", str(video_calib)]) == 0
+    assert read_card(tmp_path / "pfld_int8.onnx").precision == "int8"
+    assert f"wrote {tmp_path / 'pfld_int8.onnx'}" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -157,14 +157,15 @@ def test_plan_fixed_batch_model_has_no_profile(work, pfld_fixed):
         (["--min-batch", "8", "--opt-batch", "4"], 2, "min <= opt <= max"),
         (["--opt-batch", "32"], 2, "max 16 (default)"),
         (["--min-batch", "0"], 2, "--min-batch must be at least 1"),
-        (["--int8"], 2, "needs --calib"),
+        (["--int8"], 2, "--int8 needs calibration images and none are at hand"),
         (["--fp16", "--int8", "--calib", "c.npz"], 2, "--fp16 cannot be combined with --int8"),
         (["--calib", "c.npz"], 2, "--calib is only used with --int8"),
         (["--workspace-mb", "0"], 2, "--workspace-mb must be at least 1"),
         (["--int8", "--calib", "absent.npz"], 1, "calibration array not found"),
     ],
 )
-def test_bad_flags_fail_before_any_work(tmp_path, pfld, flags, status, expected, capsys):
+def test_bad_flags_fail_before_any_work(tmp_path, pfld, flags, status, expected, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./pseudo frames to calibrate on by default
     out = tmp_path / "out"
     assert trt_cli.main([str(pfld), "-o", str(out / "m.engine"), *flags]) == status
     assert expected in one_error_line(capsys.readouterr())

@@ -73,7 +73,7 @@ sys.exit(importlib.import_module({module!r}).main({argv!r}))
     "blocked, module, argv, extra",
     [
         (("torch", "yaml"), "train.__main__", ["--train-data", "faces", "--epochs", "1"], "train"),
-        (("torch",), "export.onnx", ["run/last.pt", "-o", "m.onnx"], "train"),
+        (("torch",), "export.onnx", ["run/last.pt", "-o", "out.onnx"], "train"),
         (("openvino", "nncf"), "export.openvino", ["m.onnx", "-o", "m.xml"], "openvino"),
     ],
     ids=["train", "export.onnx-checkpoint", "export.openvino"],

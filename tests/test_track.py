@@ -386,7 +386,7 @@ def test_a_tiny_or_unreadable_first_image_does_not_end_the_run(pfld_artifact, fa
     for frames in ([], ["--frames"]):
         video, table = out / "v.mp4", out / "t.csv"
         assert track_main([str(folder), *frames, "--model", str(pfld_artifact), "--out", str(video), "--csv", str(table),
-                           "--json", str(out / "j.json")]) == 0, capsys.readouterr().err
+                           "--json", str(out / "j.json"), "--force"]) == 0, capsys.readouterr().err
         capture = cv2.VideoCapture(str(video))
         shown = []
         while (frame := capture.read()[1]) is not None:

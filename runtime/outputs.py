@@ -1,0 +1,61 @@
+"""The one output policy of every command: never replace an earlier result unless ``--force``; say where
+everything went.
+
+A command lists every file it is about to write (the artifact, its card, its range table, a script)
+and calls :func:`refuse_overwrite` before any work: an existing file stops the run with one line
+naming it (exit 2), so a 30-frame trial cannot silently replace a full-video result. ``--force``
+(:func:`add_force_flag`) replaces them. After the work, :func:`report_written` prints one
+``wrote PATH`` line per file that is there.
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from pathlib import Path
+
+from runtime.errors import UsageError
+
+FORCE_HELP = "replace outputs that already exist (default: refuse, naming them, exit 2)"
+
+
+class OutputExists(UsageError):
+    """An output the command would write is already there and ``--force`` was not given."""
+
+
+def add_force_flag(parser: argparse.ArgumentParser) -> None:
+    """Add ``--force`` (replace existing outputs) to a command's parser."""
+    parser.add_argument("--force", action="store_true", help=FORCE_HELP)
+
+
+def refuse_overwrite(paths: Iterable[str | Path | None], force: bool) -> list[Path]:
+    """Check, before any work, that none of ``paths`` exists unless ``force``.
+
+    Args:
+        paths: every file the command will write (``None`` and empty entries are skipped).
+        force: the command's ``--force``.
+
+    Returns:
+        The paths checked, as :class:`Path`.
+
+    Raises:
+        OutputExists: some exist and ``force`` is False; the line names them and the two ways on.
+    """
+    checked = [Path(path) for path in paths if path]
+    existing = [path for path in checked if path.exists() and not path.is_dir()]
+    if existing and not force:
+        shown = ", ".join(str(path) for path in existing[:4]) + (f" and {len(existing) - 4} more" if len(existing) > 4 else "")
+        verb, it = ("exists", "it") if len(existing) == 1 else ("exist", "them")
+        raise OutputExists(
+            f"{shown} already {verb} (an earlier result); pass --force to replace {it}, or choose another output name"
+        )
+    return checked
+
+
+def report_written(paths: Iterable[str | Path | None]) -> list[Path]:
+    """Print ``wrote PATH`` for each of ``paths`` that exists (in order, once each); returns those paths."""
+    seen: list[Path] = []
+    for path in paths:
+        if path and Path(path).exists() and Path(path) not in seen:
+            seen.append(Path(path))
+            print(f"wrote {path}")
+    return seen
