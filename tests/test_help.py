@@ -24,7 +24,7 @@ COMMANDS = [
     ("runtime.track", "runtime.track", []),
     ("runtime.bench", "runtime.bench", []),
     ("runtime.report", "runtime.report.command", []),
-    ("runtime.peer", "runtime.peer", []),
+    ("runtime.tools.peer", "runtime.tools.peer", []),
     ("runtime.scenario", "runtime.scenario", []),
     ("runtime.jitter", "runtime.jitter", []),
 ]
