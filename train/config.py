@@ -69,6 +69,8 @@ class TrainConfig:
     warmup_epochs: int = _setting(0, "epochs of linear warm-up before the schedule")
     # Machine
     workers: int = _setting(2, "DataLoader worker processes per training process (0: load in the main process)")
+    threads: int = _setting(0, "torch CPU threads per process (0: torch's default, one per core); on a machine other "
+                               "busy processes share, 1 can be several times faster than the default")
     seed: int = _setting(0, "seed of weights, sampling and augmentation (a resumed run continues exactly)")
     device: str = _setting("auto", "where to train (auto: CUDA when torch sees a GPU)")
     amp: bool = _setting(True, "float16 autocast (CUDA only; ignored on the CPU)")
@@ -247,13 +249,14 @@ _GROUPS = {
     **dict.fromkeys(("train_data", "val_data", "image_root", "avs_root", "avs_ratio", "layout"), "data"),
     **dict.fromkeys(("model", "input_size", "sigma", "loss", "distance_loss_weight", "decode", "augment"),
                     "model and targets"),
-    **dict.fromkeys(("workers", "seed", "device", "amp", "channels_last"), "machine"),
+    **dict.fromkeys(("workers", "threads", "seed", "device", "amp", "channels_last"), "machine"),
     **dict.fromkeys(("out_dir", "resume", "eval_every", "max_steps_per_epoch", "tensorboard"), "outputs"),
     **dict.fromkeys(("init", "qat", "qat_keep_float", "qat_calibration_batches", "qat_range", "qat_percentile",
                      "qat_ema", "qat_freeze_bn_steps"), "quantization-aware fine-tuning (--qat)"),
 }
 # Settings that change what a run measures; overriding one of a recipe's is recorded with the recipe.
-_NOT_RECIPE_SETTINGS = {"train_data", "val_data", "image_root", "avs_root", "workers", "device", "out_dir", "resume",
+_NOT_RECIPE_SETTINGS = {"train_data", "val_data", "image_root", "avs_root", "workers", "threads", "device", "out_dir",
+                        "resume",
                         "eval_every", "tensorboard", "recipe"}
 
 

@@ -44,6 +44,11 @@ def evaluate_checkpoint(config: EvalConfig) -> dict[str, Any]:
     from train.engine import Distributed, evaluate_samples, load_samples, make_dataset, select_device
     from train.config import TrainConfig
 
+    recipe = None
+    if config.recipe:  # checked before any work
+        from train.recipes import load_recipe
+
+        recipe = load_recipe(config.recipe)
     model, state = model_from_checkpoint(config.checkpoint)
     layout = get_layout(state["layout"])
     samples = load_samples(config.data, config.image_root, layout, "evaluation data")
@@ -52,12 +57,10 @@ def evaluate_checkpoint(config: EvalConfig) -> dict[str, Any]:
     dataset = make_dataset(samples, train_config, layout, state["input_size"], state["heatmap_stride"], augment=False)
     method = config.decode or state.get("decode", "centroid")
     metrics = evaluate_samples(model.to(device), samples, dataset, layout, device, method, state["heatmap_stride"],
-                               batch_size=config.batch_size)
+                               batch_size=config.batch_size, progress=True)
     metrics.update({"checkpoint": config.checkpoint, "data": config.data, "decode": method, "layout": layout.name})
-    if config.recipe:
-        from train.recipes import load_recipe
-
-        metrics["recipe"] = load_recipe(config.recipe)
+    if recipe is not None:
+        metrics["recipe"] = recipe
     elif (state.get("config") or {}).get("recipe"):
         metrics["recipe"] = state["config"]["recipe"]
     return metrics

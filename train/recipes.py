@@ -93,8 +93,11 @@ def comparison_table(metrics: Mapping[str, Any], recipe: Mapping[str, Any]) -> s
             carries WFLW attributes, otherwise only ``nme`` and ``count`` (a Fullset row).
         recipe: a record from :func:`recipe_record`.
     """
+    # Without WFLW attributes in the data there is only the whole set to compare.
     measured = metrics.get("subsets") or {"Fullset": {"count": metrics["count"], "nme": metrics["nme"]}}
     expected = recipe.get("expected_nme") or {}
+    if "subsets" not in metrics:
+        expected = {subset: value for subset, value in expected.items() if subset == "Fullset"}
     lines = [
         f"Recipe {recipe['name']} ({recipe.get('title', '')}); expected: {recipe.get('source') or 'no source given'}",
         "| subset | images | NME % | expected NME % | measured - expected |",
