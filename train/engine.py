@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from runtime import crop as croplib
+from runtime.card import atomic_write_bytes
 from runtime.annotations import Sample
 from runtime.errors import EdgemarkError, UsageError, unknown_name
 from runtime.codecs import heatmap_to_input
@@ -548,9 +549,9 @@ def _train(config: TrainConfig, distributed: Distributed) -> dict[str, Any]:
                     "metrics": row,
                     **({"qat": qat_state} if qat_state is not None else {}),
                 }
-                save_checkpoint(out_dir / "last.pt", state)
-                if improved:
-                    save_checkpoint(out_dir / "best.pt", state)
+                last = save_checkpoint(out_dir / "last.pt", state)
+                if improved:  # the same bytes: copied, not serialised and hashed a second time
+                    atomic_write_bytes(out_dir / "best.pt", last.read_bytes())
             model.train()
     if log is not None:
         log.close()
