@@ -168,3 +168,12 @@ def test_help_has_examples(module):
     commands = [line for line in examples.splitlines() if line.strip().startswith(f"python -m {module} ")
                 or line.strip() == f"python -m {module}"]
     assert 2 <= len(commands) <= 4, commands
+
+
+def test_a_recipe_placeholder_path_names_the_flag_to_pass(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # where no WFLW folder is
+    assert train_main(["--config", "wflw_resnet18_avs", "--device", "cpu"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--train-data WFLW/list_98pt_rect_attr_train.txt: not found" in error[0]
+    assert "placeholder: pass --train-data" in error[0]
+    assert not (tmp_path / "runs").exists()  # nothing written

@@ -96,6 +96,15 @@ def validate(config: TrainConfig) -> None:
         raise unknown_name("decode method", config.decode, DECODE_METHODS)
     if not config.train_data:
         raise UsageError("no training data: pass --train-data (WFLW list .txt, HRNet .csv or a folder of images + .pts)")
+    if config.recipe is not None:
+        name = config.recipe["name"]
+        for flag, path in (("--train-data", config.train_data), ("--val-data", config.val_data),
+                           ("--image-root", config.image_root), ("--avs-root", config.avs_root)):
+            if path and not Path(path).exists():
+                raise UsageError(
+                    f"{flag} {path}: not found. Recipe {name} names it as a placeholder: pass {flag} with where "
+                    "your copy is, or set it in a copy of the recipe file"
+                )
     if config.threads < 0:
         raise UsageError(f"--threads must be >= 0 (0: torch's default), got {config.threads}")
     if config.epochs < 1 or config.batch_size < 1:
