@@ -558,9 +558,9 @@ def _train(config: TrainConfig, distributed: Distributed) -> dict[str, Any]:
                     "metrics": row,
                     **({"qat": qat_state} if qat_state is not None else {}),
                 }
-                last = save_checkpoint(out_dir / "last.pt", state)
+                save_checkpoint(out_dir / "last.pt", state)
                 if improved:  # the same bytes: copied, not serialised and hashed a second time
-                    atomic_write_bytes(out_dir / "best.pt", last.read_bytes())
+                    atomic_write_bytes(out_dir / "best.pt", (out_dir / "last.pt").read_bytes())
             model.train()
     if log is not None:
         log.close()
