@@ -24,8 +24,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from runtime import crop as croplib
-from runtime.card import atomic_write_bytes
 from runtime.annotations import Sample
+from runtime.card import atomic_write_bytes
 from runtime.errors import EdgemarkError, UsageError, unknown_name
 from runtime.codecs import heatmap_to_input
 from runtime.layouts import Layout, get_layout
