@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEMARK_SHARED", REPO.parent / "shared"))
 DATA = SHARED / "data"
 FACES68 = DATA / "faces68"
+FACES98 = DATA / "faces98"
 PFLD_DIR = DATA / "models" / "pfld_ghostone"
 VIDEO = DATA / "video" / "face_closeup.mp4"
 YUNET = DATA / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
@@ -92,6 +93,12 @@ def _require(path: Path) -> Path:
 def faces68_dir() -> Path:
     """The twelve real faces with 68-point annotations."""
     return _require(FACES68)
+
+
+@pytest.fixture(scope="session")
+def faces98_dir() -> Path:
+    """Four real WFLW faces with 98-point annotations (crops of their photographs)."""
+    return _require(FACES98)
 
 
 @pytest.fixture(scope="session")

@@ -167,6 +167,8 @@ def test_overfits_the_twelve_real_faces(faces68_dir, tmp_path):
         "--model", "mobilenetv3_edge", "--input-size", "128", "--batch-size", "4", "--workers", "0",
         "--device", "cpu", "--augment", "false", "--epochs", "90", "--lr", "3e-3", "--eval-every", "90",
         "--out-dir", str(out_dir), "--tensorboard", "false",
+        # One thread: on a 2-core machine other processes share, 2 threads ran each epoch 6x slower.
+        "--threads", "1",
     ]
     assert train_main(arguments) == 0
     summary = json.loads((out_dir / "summary.json").read_text())

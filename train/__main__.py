@@ -1,15 +1,18 @@
 """``python -m train``: train a heatmap landmark detector (one process, or DDP under torchrun).
 
 Examples:
-  python -m train --train-data WFLW/list_98pt_rect_attr_train.txt --val-data WFLW/list_98pt_rect_attr_test.txt \\
-      --image-root WFLW/WFLW_images --model hrnetv2_w18 --epochs 60
-  python -m train --config wflw_resnet18.yaml --avs-root AVS_WFLW --avs-ratio 1.0
-  python -m train --config wflw_resnet18.yaml --nproc-per-node 4   # DDP, 4 processes (torchrun underneath)
+  # a reproduction recipe (train/configs/, listed under --config); flags override its settings
+  python -m train --config wflw_hrnetv2_w18_avs --train-data WFLW/list_98pt_rect_attr_train.txt \\
+      --val-data WFLW/list_98pt_rect_attr_test.txt --image-root WFLW/WFLW_images --avs-root AVS_WFLW
+  # HRNetV2-W18 without AVS on 4 GPUs (DDP through torchrun), continuing from <out-dir>/last.pt if it exists
+  python -m train --config wflw_hrnetv2_w18 --nproc-per-node 4 --resume auto
+  # sanity run on the 12 real faces shipped beside the repository (CPU, a few minutes)
   python -m train --train-data ../shared/data/faces68 --layout ibug68 --model mobilenetv3_edge --epochs 5
-  python -m train --config run.yaml --resume auto          # continue from <out-dir>/last.pt
+  # int8 quantization-aware fine-tuning of a trained checkpoint (5 epochs at lr 1e-4 unless given)
   python -m train --qat --init runs/faces68/last.pt --train-data ../shared/data/faces68 --layout ibug68 \\
-      --model mobilenetv3_edge --input-size 128 --out-dir runs/qat   # int8 QAT: 5 epochs at lr 1e-4 unless given
-  python -m export.onnx runs/qat/last.pt -o edge_qat.onnx           # -> symmetric int8 Q/DQ ONNX + int8 card
+      --model mobilenetv3_edge --input-size 128 --out-dir runs/qat
+
+Config files: YAML of setting: value, keys as the flags without dashes (train/configs/README.md).
 """
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ from train.config import add_config_arguments, config_from_args
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m train",
-        description="Train a heatmap facial landmark detector (optionally AVS-augmented).",
+        description="Train a heatmap facial landmark detector (optionally AVS-augmented). Settings come from "
+        "the defaults, then --config, then the flags; every setting is stored in each checkpoint.",
         epilog=__doc__.split("\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

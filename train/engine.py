@@ -25,12 +25,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from runtime import crop as croplib
 from runtime.annotations import Sample
+from runtime.card import atomic_write_bytes
 from runtime.errors import EdgemarkError, UsageError, unknown_name
 from runtime.codecs import heatmap_to_input
 from runtime.layouts import Layout, get_layout
 from runtime.metrics import WFLW_ATTRIBUTES, nme_per_image, summarise, wflw_subset_table
 from train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from train.config import TrainConfig
+from train.config import DECODE_METHODS, OPTIMIZERS, SCHEDULES, TrainConfig
 from train.decode import decode
 from train.losses import heatmap_loss, normalised_distance_loss
 from train.models import build_model, model_info
@@ -40,8 +41,6 @@ logger = logging.getLogger(__name__)
 # Default preprocessing of models trained here (ImageNet statistics, RGB) and their crop rule.
 DEFAULT_NORMALISATION = croplib.Normalisation()
 DEFAULT_CROP_RULE = croplib.CropRule(box="landmarks", scale=1.25)
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("cosine", "step", "constant")
 
 
 @dataclass
@@ -93,10 +92,21 @@ def validate(config: TrainConfig) -> None:
         raise unknown_name("optimizer", config.optimizer, OPTIMIZERS)
     if config.schedule not in SCHEDULES:
         raise unknown_name("schedule", config.schedule, SCHEDULES)
-    if config.decode not in ("argmax", "centroid", "soft_argmax"):
-        raise unknown_name("decode method", config.decode, ["argmax", "centroid", "soft_argmax"])
+    if config.decode not in DECODE_METHODS:
+        raise unknown_name("decode method", config.decode, DECODE_METHODS)
     if not config.train_data:
         raise UsageError("no training data: pass --train-data (WFLW list .txt, HRNet .csv or a folder of images + .pts)")
+    if config.recipe is not None:
+        name = config.recipe["name"]
+        for flag, path in (("--train-data", config.train_data), ("--val-data", config.val_data),
+                           ("--image-root", config.image_root), ("--avs-root", config.avs_root)):
+            if path and not Path(path).exists():
+                raise UsageError(
+                    f"{flag} {path}: not found. Recipe {name} names it as a placeholder: pass {flag} with where "
+                    "your copy is, or set it in a copy of the recipe file"
+                )
+    if config.threads < 0:
+        raise UsageError(f"--threads must be >= 0 (0: torch's default), got {config.threads}")
     if config.epochs < 1 or config.batch_size < 1:
         raise UsageError(f"epochs and batch size must be >= 1, got {config.epochs} and {config.batch_size}")
     if config.avs_ratio < 0:
@@ -220,11 +230,15 @@ class AllStacks(torch.nn.Module):
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, method: str, stride: int):
-    """Frame-pixel predictions and confidences for every item of ``loader`` (in index order)."""
+def predict(model: torch.nn.Module, loader: DataLoader, device: torch.device, method: str, stride: int,
+            progress: bool = False):
+    """Frame-pixel predictions and confidences for every item of ``loader`` (in index order).
+
+    ``progress``: show a progress bar (it clears itself when done).
+    """
     model.eval()
     points, confidences, indices = [], [], []
-    for batch in loader:
+    for batch in progress_bar(loader, "evaluating", total=len(loader), enabled=progress):
         heatmaps = model(batch["image"].to(device, non_blocking=True)).float()
         coords = decode(heatmaps, method)
         confidence = heatmaps.flatten(2).amax(-1).clamp(0, 1)
@@ -247,10 +261,11 @@ def evaluate_samples(
     stride: int,
     batch_size: int = 16,
     workers: int = 0,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """NME (inter-ocular, inter-pupil, box), FR@0.1, AUC@0.1 and the WFLW subset table when attributes exist."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    predicted, _ = predict(model, loader, device, method, stride)
+    predicted, _ = predict(model, loader, device, method, stride, progress=progress)
     truth = np.stack([sample.points for sample in samples]).astype(np.float64)
     inter_ocular = nme_per_image(predicted, truth, layout, "inter_ocular")
     metrics: dict[str, Any] = summarise(inter_ocular)
@@ -301,12 +316,24 @@ class MetricsLog:
             self.writer.close()
 
 
-def _progress(iterable, enabled: bool, description: str, total: int):
-    if not enabled:
-        return iterable
+def progress_bar(iterable=None, description: str = "", total: int | None = None, enabled: bool = True):
+    """A tqdm bar that clears itself when done; a no-op wrapper when ``enabled`` is false (other DDP ranks).
+
+    Log lines written while it runs go above it when the caller is inside :func:`logging_above_bars`.
+    """
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=description, total=total, leave=False, dynamic_ncols=True)
+    return tqdm(iterable, desc=description, total=total, leave=False, dynamic_ncols=True, disable=not enabled)
+
+
+def logging_above_bars():
+    """Context manager: route the root logger's console output through ``tqdm.write``.
+
+    A log line (one per epoch) is then printed above the progress bar instead of through it.
+    """
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -320,8 +347,31 @@ def train(config: TrainConfig) -> dict[str, Any]:
             dist.destroy_process_group()
 
 
+def check_cpu_contention(threads: int) -> None:
+    """Warn when other processes keep the CPU busy and torch runs several threads.
+
+    torch's OpenMP threads wait for each other at every operator; when another process holds a core,
+    each such wait stretches to a scheduler slice. Measured on a 2-core machine with other work running
+    (load average 3-4): mobilenetv3_edge at batch 4 trained 8-12x faster on 1 thread than on 2.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return
+    cores = os.cpu_count() or 1
+    if threads > 1 and load > cores:
+        logger.warning(
+            "load average %.1f on %d cores: other processes are busy and torch's %d threads will wait on each "
+            "other; --threads 1 is often several times faster here", load, cores, threads,
+        )
+
+
 def _train(config: TrainConfig, distributed: Distributed) -> dict[str, Any]:
     device = select_device(config.device, distributed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if device.type == "cpu" and distributed.is_main:
+        check_cpu_contention(torch.get_num_threads())
     if not distributed.is_main:
         logging.getLogger("train").setLevel(logging.WARNING)
     use_amp = config.amp and device.type == "cuda"
@@ -419,97 +469,106 @@ def _train(config: TrainConfig, distributed: Distributed) -> dict[str, Any]:
         len(train_set), config.epochs, "on" if use_amp else "off",
     )
     metrics: dict[str, Any] = {}
-    for epoch in range(start_epoch, config.epochs):
-        sampler.set_epoch(epoch)
-        train_set.set_epoch(epoch)
-        wrapped.train()
-        started = time.perf_counter()
-        loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses, count)
-        steps = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
-        images_seen = 0
-        for step, batch in enumerate(_progress(loader, distributed.is_main, f"epoch {epoch + 1}/{config.epochs}", steps)):
-            if step >= steps:
-                break
-            images = batch["image"].to(device, non_blocking=True)
-            if device.type == "cuda" and config.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            targets = batch["heatmaps"].to(device, non_blocking=True)
-            weights = batch["weights"].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                outputs = wrapped(images)  # list of (N, K, H, W), one per supervised stack
-            loss = sum(criterion(output.float(), targets, weights) for output in outputs)
-            if config.distance_loss_weight > 0:
-                points = batch["points"].to(device, non_blocking=True)
-                loss = loss + config.distance_loss_weight * normalised_distance_loss(
-                    outputs[-1].float(), points, weights, layout.outer_eye_corners, stride
-                )
-            if not torch.isfinite(loss):
-                raise EdgemarkError(f"loss became {loss.item()} at epoch {epoch + 1} step {step}; lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += torch.tensor([loss.item() * len(images), len(images)], dtype=torch.float64, device=device)
-            images_seen += len(images)
-        scheduler.step()
-        if distributed.enabled:
-            dist.all_reduce(loss_sum)
-            average_buffers(model, distributed.world_size)
-        elapsed = time.perf_counter() - started
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "train_loss": float(loss_sum[0] / loss_sum[1].clamp(min=1)),
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": round(elapsed, 3),
-            "images_per_second": round(images_seen * distributed.world_size / max(elapsed, 1e-9), 2),
-        }
-        is_eval_epoch = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
-        if distributed.is_main:
-            if val_set is not None and is_eval_epoch:
-                metrics = evaluate_samples(model, val_samples, val_set, layout, device, config.decode, stride,
-                                           batch_size=config.batch_size, workers=config.workers)
-                row.update({"val_nme": metrics["nme"], "val_fr": metrics["fr"], "val_auc": metrics["auc"],
-                            "val_nme_box": metrics["nme_box"]})
-                improved = metrics["nme"] < best_nme
-                best_nme = min(best_nme, metrics["nme"])
-            else:
-                improved = val_set is None
-            log.write(row)
-            logger.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
-        rng = [None] * distributed.world_size
-        if distributed.enabled:
-            dist.all_gather_object(rng, rng_state())
-        else:
-            rng = [rng_state()]
-        if distributed.is_main:
-            state = {
-                "model_name": config.model,
-                "num_points": layout.num_points,
-                "layout": layout.name,
-                "input_size": input_size,
-                "heatmap_stride": stride,
-                "sigma": config.sigma,
-                "decode": config.decode,
-                "normalisation": DEFAULT_NORMALISATION.to_dict(),
-                "crop_rule": DEFAULT_CROP_RULE.to_dict(),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
+    with logging_above_bars():  # the per-epoch log line goes above the progress bar
+        for epoch in range(start_epoch, config.epochs):
+            sampler.set_epoch(epoch)
+            train_set.set_epoch(epoch)
+            wrapped.train()
+            started = time.perf_counter()
+            loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses, count)
+            steps = len(loader) if not config.max_steps_per_epoch else min(len(loader), config.max_steps_per_epoch)
+            images_seen = 0
+            bar = progress_bar(None, f"epoch {epoch + 1}/{config.epochs}", total=steps, enabled=distributed.is_main)
+            for step, batch in enumerate(loader):
+                if step >= steps:
+                    break
+                images = batch["image"].to(device, non_blocking=True)
+                if device.type == "cuda" and config.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                targets = batch["heatmaps"].to(device, non_blocking=True)
+                weights = batch["weights"].to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    outputs = wrapped(images)  # list of (N, K, H, W), one per supervised stack
+                loss = sum(criterion(output.float(), targets, weights) for output in outputs)
+                if config.distance_loss_weight > 0:
+                    points = batch["points"].to(device, non_blocking=True)
+                    loss = loss + config.distance_loss_weight * normalised_distance_loss(
+                        outputs[-1].float(), points, weights, layout.outer_eye_corners, stride
+                    )
+                if not torch.isfinite(loss):
+                    raise EdgemarkError(f"loss became {loss.item()} at epoch {epoch + 1} step {step}; lower --lr")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                loss_sum += torch.tensor([loss.item() * len(images), len(images)], dtype=torch.float64, device=device)
+                images_seen += len(images)
+                bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
+                bar.update(1)
+            bar.close()
+            scheduler.step()
+            if distributed.enabled:
+                dist.all_reduce(loss_sum)
+                average_buffers(model, distributed.world_size)
+            elapsed = time.perf_counter() - started
+            row: dict[str, Any] = {
                 "epoch": epoch + 1,
-                "best_nme": best_nme,
-                "rng": rng,
-                "config": config.to_dict(),
-                "metrics": row,
-                **({"qat": qat_state} if qat_state is not None else {}),
+                "train_loss": float(loss_sum[0] / loss_sum[1].clamp(min=1)),
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": round(elapsed, 3),
+                "images_per_second": round(images_seen * distributed.world_size / max(elapsed, 1e-9), 2),
             }
-            save_checkpoint(out_dir / "last.pt", state)
-            if improved:
-                save_checkpoint(out_dir / "best.pt", state)
-        model.train()
+            is_eval_epoch = (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
+            if distributed.is_main:
+                if val_set is not None and is_eval_epoch:
+                    metrics = evaluate_samples(model, val_samples, val_set, layout, device, config.decode, stride,
+                                               batch_size=config.batch_size, workers=config.workers, progress=True)
+                    row.update({"val_nme": metrics["nme"], "val_fr": metrics["fr"], "val_auc": metrics["auc"],
+                                "val_nme_box": metrics["nme_box"]})
+                    improved = metrics["nme"] < best_nme
+                    best_nme = min(best_nme, metrics["nme"])
+                else:
+                    improved = val_set is None
+                log.write(row)
+                logger.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+            rng = [None] * distributed.world_size
+            if distributed.enabled:
+                dist.all_gather_object(rng, rng_state())
+            else:
+                rng = [rng_state()]
+            if distributed.is_main:
+                state = {
+                    "model_name": config.model,
+                    "num_points": layout.num_points,
+                    "layout": layout.name,
+                    "input_size": input_size,
+                    "heatmap_stride": stride,
+                    "sigma": config.sigma,
+                    "decode": config.decode,
+                    "normalisation": DEFAULT_NORMALISATION.to_dict(),
+                    "crop_rule": DEFAULT_CROP_RULE.to_dict(),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "epoch": epoch + 1,
+                    "best_nme": best_nme,
+                    "rng": rng,
+                    "config": config.to_dict(),
+                    "metrics": row,
+                    **({"qat": qat_state} if qat_state is not None else {}),
+                }
+                save_checkpoint(out_dir / "last.pt", state)
+                if improved:  # the same bytes: copied, not serialised and hashed a second time
+                    atomic_write_bytes(out_dir / "best.pt", (out_dir / "last.pt").read_bytes())
+            model.train()
     if log is not None:
         log.close()
+    return _finish(config, distributed, device, model, metrics, best_nme, out_dir)
 
+
+def _finish(config, distributed, device, model, metrics, best_nme, out_dir) -> dict[str, Any]:
+    """Compare the replicas, write ``summary.json`` and log the final lines; returns the summary."""
     digest = weights_digest(model)
     digests = [digest]
     if distributed.enabled:

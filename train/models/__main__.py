@@ -1,7 +1,12 @@
-"""Print parameters and FLOPs of every registered model as a Markdown table.
+"""``python -m train.models``: parameters and FLOPs of every registered model as a Markdown table.
 
-    python -m train.models                 # at 98 points
-    python -m train.models --json m.json   # also write the rows as JSON
+Examples:
+  # every model at 98 points (WFLW)
+  python -m train.models
+  # the recipe models at 68 points (300-W / iBUG), rows also as JSON
+  python -m train.models --models resnet18_deconv hrnetv2_w18 mobilenetv3_edge --num-points 68 --json models.json
+  # what python -m train --model accepts, one name per line
+  python -m train.models --names
 """
 from __future__ import annotations
 
@@ -41,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m train.models",
         description="Parameters and FLOPs (2 x multiply-accumulates of conv/deconv/linear layers, one image "
         "at the model's default input size) of every registered landmark model.",
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--names", action="store_true", help="only list the registered model names, one a line")
     parser.add_argument("--num-points", type=int, default=98, help="heatmap channels K (default: 98, WFLW)")
     parser.add_argument("--models", nargs="+", metavar="NAME", help=f"subset of: {', '.join(list_models())}")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the table as JSON to PATH")
@@ -52,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the complexity table; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.names:
+        print("\n".join(list_models()))
+        return 0
     if args.num_points < 1:
         raise UsageError(f"--num-points must be at least 1; got {args.num_points}.")
     config = TableConfig(args.num_points, tuple(args.models or list_models()), args.json)

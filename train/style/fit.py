@@ -26,7 +26,7 @@ from runtime.errors import EdgemarkError, UsageError
 from train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from train.engine import (
     Distributed,
-    _progress,
+    progress_bar,
     restore_rng_state,
     rng_state,
     seed_everything,
@@ -185,7 +185,7 @@ def fit(config: FitConfig) -> dict[str, Any]:
     model.train()
     batches = _batches_from(dataset, config, start)
     started = time.perf_counter()
-    bar = _progress(range(start, config.steps), True, "fit", config.steps - start)
+    bar = progress_bar(range(start, config.steps), "fit", config.steps - start)
     for step in bar:
         batch = next(batches)
         images = batch["image"].to(device, non_blocking=True)  # (N, 3, S, S) in [-1, 1]

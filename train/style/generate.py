@@ -46,7 +46,7 @@ from runtime.annotations import (
 from runtime.card import file_sha256
 from runtime.errors import UsageError
 from runtime.metrics import WFLW_ATTRIBUTES
-from train.engine import Distributed, _progress, select_device
+from train.engine import Distributed, progress_bar, select_device
 from train.style.data import (
     NORMALISATION,
     crop_rule,
@@ -209,7 +209,7 @@ def generate(config: GenerateConfig) -> dict[str, Any]:
     to_output = frame_to_output(shape.image_size)
     try:
         starts = range(0, len(samples), config.batch_size)
-        for start in _progress(starts, True, "generate", len(starts)):
+        for start in progress_bar(starts, "generate", len(starts)):
             items = [dataset[j] for j in range(start, min(start + config.batch_size, len(samples)))]
             maps = torch.stack([item["heatmaps"] for item in items]).to(device)  # (J, K, S, S)
             grid = model.transfer(styles, maps, chunk=config.chunk)  # (S, J, 3, S, S)
