@@ -85,7 +85,7 @@ from runtime.errors import EdgemarkError, UsageError, first_line, unknown_name
 logger = logging.getLogger(__name__)
 
 METHODS = ("minmax", "entropy", "percentile")
-KEEP_FLOAT = ("first_conv", "head")
+KEEP_FLOAT = ("first_conv", "head", "depthwise")
 # Per-channel Q/DQ (DequantizeLinear's axis) needs opset 13; older models are converted first.
 MIN_OPSET = 13
 # Magnitude levels of a symmetric int8 tensor (0..127 per sign): TensorRT's entropy search grid.
@@ -115,7 +115,8 @@ class Int8Config:
         method: activation range calibration: ``minmax``, ``entropy`` or ``percentile``.
         num_bins: histogram bins for ``entropy`` and ``percentile``.
         percentile: for ``percentile``, the share of |values| the range covers.
-        keep_float: layers to leave unquantized: ``first_conv`` and/or ``head`` (last Conv/Gemm/MatMul).
+        keep_float: layers to leave unquantized: ``first_conv``, ``head`` (last Conv/Gemm/MatMul) and/or
+            ``depthwise`` (every depthwise convolution: one input channel per group).
         batch_size: samples per calibration run (must fit the model's batch dimension).
         chunk_size: samples whose activations are held at once while calibrating.
         histogram_everywhere: let ``entropy``/``percentile`` set the ranges of feature vectors and of
@@ -604,7 +605,7 @@ def prepared_for_quantization(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def nodes_kept_float(model: onnx.ModelProto, keep_float: tuple[str, ...]) -> list[str]:
-    """Names of nodes to leave unquantized: decode ops always, first conv / head on request."""
+    """Names of nodes to leave unquantized: decode ops always; first conv, head, depthwise convs on request."""
     nodes = list(model.graph.node)
     unnamed = [n for n in nodes if not n.name and (n.op_type in DECODE_OPS or n.op_type in WEIGHT_OPS)]
     if unnamed:
@@ -624,7 +625,21 @@ def nodes_kept_float(model: onnx.ModelProto, keep_float: tuple[str, ...]) -> lis
             raise UsageError("--keep-float head: the model has no Conv/Gemm/MatMul node")
         if last.name not in excluded:
             excluded.append(last.name)
+    if "depthwise" in keep_float:
+        depthwise = [n.name for n in nodes if _is_depthwise(model, n) and n.name not in excluded]
+        if not depthwise:
+            raise UsageError("--keep-float depthwise: the model has no depthwise convolution")
+        excluded.extend(depthwise)
     return excluded
+
+
+def _is_depthwise(model: onnx.ModelProto, node) -> bool:
+    """A Conv with more than one group and one input channel per group (weights (C_out, 1, kh, kw))."""
+    if node.op_type != "Conv":
+        return False
+    group = next((attribute.i for attribute in node.attribute if attribute.name == "group"), 1)
+    weights = next((tensor for tensor in model.graph.initializer if tensor.name == node.input[1]), None)
+    return group > 1 and weights is not None and len(weights.dims) == 4 and weights.dims[1] == 1
 
 
 def _check_calibration(model: onnx.ModelProto, card: Card, calibration: CalibrationSet, config: Int8Config) -> None:

@@ -580,3 +580,31 @@ def test_import_onnx_inside_export_is_the_onnx_package():
     for module in (export.onnx_export, export.ort_quantize):
         assert Path(module.onnx.__file__).parent.name == "onnx"
         assert hasattr(module.onnx, "checker")
+
+
+def test_keep_float_depthwise_names_every_depthwise_convolution():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.ort_quantize import nodes_kept_float
+    from runtime.errors import UsageError
+
+    def weights(name, shape):
+        return numpy_helper.from_array(np.ones(shape, np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["a"], name="stem", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["a", "w1"], ["b"], name="dw", group=8, pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["b", "w2"], ["y"], name="pointwise"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [weights("w0", (8, 3, 3, 3)), weights("w1", (8, 1, 3, 3)), weights("w2", (4, 8, 1, 1))],
+    )  # fmt: skip
+    model = helper.make_model(graph)
+    assert nodes_kept_float(model, ("depthwise",)) == ["dw"]
+    assert nodes_kept_float(model, ("first_conv", "depthwise")) == ["stem", "dw"]
+    del model.graph.node[1]
+    model.graph.node[1].input[0] = "a"
+    with pytest.raises(UsageError, match="no depthwise convolution"):
+        nodes_kept_float(model, ("depthwise",))
