@@ -231,3 +231,16 @@ def test_every_registered_model_trains_and_exports_qat(name):
         reference = frozen(images).numpy()
     output = open_model(onnx_model.SerializeToString()).run(images.numpy(), batch_size=2)
     assert np.abs(output - reference).max() <= QAT_MAX_ABS
+
+
+def test_keep_float_depthwise_leaves_every_depthwise_convolution_float():
+    import torch
+
+    from train.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mobilenetv3_edge", 68, input_size=112)
+    depthwise = {name for name, module in model.named_modules()
+                 if isinstance(module, torch.nn.Conv2d) and module.groups > 1 and module.in_channels == module.groups}  # fmt: skip
+    record = qat.prepare_qat(model, qat.QatSettings(keep_float=("depthwise",)), 112)
+    assert depthwise and depthwise <= set(record["kept_float"]) and not depthwise & set(record["quantized"])

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 # Symmetric signed int8, zero point 0: what TensorRT's explicit quantization takes.
 QMIN, QMAX = -128, 127
 # Layer names shared with export.ort's --keep-float (same meaning: first convolution run, last one).
-KEEP_FLOAT = ("first_conv", "head")
+KEEP_FLOAT = ("first_conv", "head", "depthwise")
 RANGE_METHODS = ("minmax", "percentile")
 CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
 # Torch functions that only read a tensor's metadata: not a use of its values.
@@ -69,7 +69,8 @@ class QatSettings:
     """How a model is fake-quantized and its ranges set; saved in the checkpoint's ``qat`` record.
 
     Attributes:
-        keep_float: convolutions left unquantized: ``first_conv`` and/or ``head`` (the last one run).
+        keep_float: convolutions left unquantized: ``first_conv``, ``head`` (the last one run) and/or
+            ``depthwise`` (every convolution with one input channel per group), as ``export.ort`` names them.
         calibration_batches: training batches that set the initial activation ranges.
         range_method: ``minmax`` or ``percentile`` for those initial ranges.
         percentile: for ``percentile``, the share of ``|x|`` the range covers.
@@ -421,6 +422,11 @@ def prepare_qat(model: nn.Module, settings: QatSettings, input_size: int) -> dic
         kept.add(calls[0].name)
     if "head" in settings.keep_float:
         kept.add(calls[-1].name)
+    if "depthwise" in settings.keep_float:
+        depthwise = {call.name for call in calls if _depthwise(model.get_submodule(call.name))}
+        if not depthwise:
+            raise UsageError("--qat-keep-float depthwise: the model has no depthwise convolution")
+        kept |= depthwise
     quantized, folded = [], []
     for call in calls:
         if call.name in kept:
@@ -448,6 +454,11 @@ def prepare_qat(model: nn.Module, settings: QatSettings, input_size: int) -> dic
 
 
 @torch.no_grad()
+def _depthwise(conv: nn.Module) -> bool:
+    """A convolution with more than one group and one input channel per group."""
+    return isinstance(conv, nn.Conv2d) and conv.groups > 1 and conv.in_channels == conv.groups
+
+
 def _float_output(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The model's float output in eval mode (QuantConv layers run their float path, recording nothing)."""
     layers = quant_layers(model)
