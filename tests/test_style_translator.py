@@ -32,6 +32,7 @@ from runtime.crop import (
     crop_matrix,
     landmark_box,
 )
+from runtime.errors import UsageError
 from tests.conftest import one_error_line
 from train.checkpoint import load_checkpoint, save_checkpoint
 from train.style.__main__ import main as style_main
@@ -92,6 +93,28 @@ def test_transfer_gives_every_style_with_every_structure_in_one_pass():
     assert sorted(tuple(p.shape[-2:]) for p in posteriors.values()) == [(4, 4), (8, 8)]
     assert kl_unit_gaussians(posteriors, posteriors).item() == 0
 
+
+
+def test_latent_channels_and_levels_set_the_posterior_and_prior_shapes():
+    torch.manual_seed(0)
+    images, maps = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 5, 32, 32)
+    base = {"image_size": 32, "num_points": 5, "width": 8, "max_width": 16, "blocks": 1}
+    for extra, expected in (
+        ({}, [(16, 4, 4), (16, 8, 8)]),  # default: the feature width of each scale, at 8x8 and 4x4
+        ({"latent_channels": 4}, [(4, 4, 4), (4, 8, 8)]),
+        ({"latent_channels": 4, "latent_levels": 1}, [(4, 4, 4)]),
+    ):
+        model = StyleTranslator(TranslatorShape(**base, **extra))
+        output, posteriors, priors = model(images, maps)
+        assert output.shape == images.shape
+        assert sorted(tuple(p.shape[1:]) for p in posteriors.values()) == expected
+        assert {k: p.shape for k, p in priors.items()} == {k: p.shape for k, p in posteriors.items()}
+        assert model.eval().transfer(images, maps).shape == (2, 2, 3, 32, 32)
+    # A checkpoint's shape from before these fields existed still builds the paper's model.
+    assert TranslatorShape(**base) == TranslatorShape(**base, latent_channels=0, latent_levels=2)
+    for bad in ({"latent_channels": -1}, {"latent_levels": 0}, {"latent_levels": 3}):
+        with pytest.raises(UsageError, match="--latent"):
+            TranslatorShape(**base, **bad)
 
 def test_fallback_loss_punishes_an_inverted_channel(faces68_dir):
     """SSIM on signed values scores an inverted channel high (a fit found that optimum); on [0, 1] it must not."""

@@ -28,6 +28,8 @@ _HELP = {
     "perceptual_weights": "VGG19 state dict (torchvision layout) for the perceptual loss; without it L1 + MS-SSIM",
     "kl_ramp_start": "fraction of the steps at which the KL weight starts rising from 0",
     "kl_ramp_end": "fraction of the steps at which the KL weight reaches --kl-weight",
+    "latent_channels": "channels of each style latent (0: the feature width of its scale, as in the paper)",
+    "latent_levels": "scales with a style latent: 2 (8x8 and 4x4, the paper) or 1 (4x4 only)",
     "resume": "checkpoint to continue from, or 'auto' (<out-dir>/last.pt when present)",
     "amp": "float16 autocast on CUDA (ignored on the CPU)",
 }

@@ -54,6 +54,8 @@ class FitConfig:
     max_width: int = 256
     blocks: int = 2
     dropout: float = 0.1
+    latent_channels: int = 0  # 0: the feature width of each latent scale
+    latent_levels: int = 2  # 2: latents at 8x8 and 4x4; 1: at 4x4 only
     crop_scale: float = 1.4
     steps: int = 50_000
     batch_size: int = 4
@@ -88,7 +90,10 @@ class FitConfig:
             raise UsageError(f"--workers and --seed must be >= 0, got {self.workers} and {self.seed}")
 
     def shape(self, num_points: int) -> TranslatorShape:
-        return TranslatorShape(self.image_size, num_points, self.width, self.max_width, self.blocks, self.dropout)
+        return TranslatorShape(
+            self.image_size, num_points, self.width, self.max_width, self.blocks, self.dropout,
+            self.latent_channels, self.latent_levels,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -163,7 +168,8 @@ def fit(config: FitConfig) -> dict[str, Any]:
         resume = ""
     if resume:
         state = load_translator_state(resume, device)
-        if state["shape"] != shape.to_dict() or state["perceptual"]["kind"] != perceptual["kind"]:
+        # Through TranslatorShape: a checkpoint from before a field existed reads as that field's default.
+        if TranslatorShape(**state["shape"]).to_dict() != shape.to_dict() or state["perceptual"]["kind"] != perceptual["kind"]:
             raise CheckpointError(
                 f"{resume}: checkpoint was trained with {state['shape']} and loss {state['perceptual']['kind']}, this "
                 f"run asks for {shape.to_dict()} and {perceptual['kind']}; match the flags or start afresh"

@@ -43,6 +43,9 @@ class TranslatorShape:
         max_width: channel cap of the coarser scales.
         blocks: residual blocks per scale in each branch.
         dropout: dropout probability inside every residual block.
+        latent_channels: channels of each latent (posterior and prior means); 0: as many as the features
+            of its scale (the variational U-Net's choice).
+        latent_levels: scales that carry a latent, coarsest first: 2 (8x8 and 4x4, the paper) or 1 (4x4 only).
     """
 
     image_size: int = 256
@@ -51,6 +54,8 @@ class TranslatorShape:
     max_width: int = 256
     blocks: int = 2
     dropout: float = 0.1
+    latent_channels: int = 0
+    latent_levels: int = len(LATENT_SIZES)
 
     def __post_init__(self):
         size = self.image_size
@@ -64,6 +69,10 @@ class TranslatorShape:
             raise UsageError(f"--blocks must be at least 1, got {self.blocks}")
         if not 0.0 <= self.dropout < 1.0:
             raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.latent_channels < 0:
+            raise UsageError(f"--latent-channels must be >= 0 (0: the feature width), got {self.latent_channels}")
+        if not 1 <= self.latent_levels <= len(LATENT_SIZES):
+            raise UsageError(f"--latent-levels must be 1 (4x4) or 2 (8x8 and 4x4), got {self.latent_levels}")
 
     @property
     def scales(self) -> int:
@@ -73,6 +82,10 @@ class TranslatorShape:
     def channels(self, scale: int) -> int:
         """Channels at scale index ``scale`` (0: full resolution)."""
         return min(self.width * 2**scale, self.max_width)
+
+    def latent_width(self, scale: int) -> int:
+        """Channels of the latent at scale index ``scale``."""
+        return self.latent_channels or self.channels(scale)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,12 +158,14 @@ class StyleTranslator(nn.Module):
         super().__init__()
         self.shape = shape
         scales = shape.scales
-        self.latent_scales = tuple(scales - 1 - i for i in range(len(LATENT_SIZES)))[::-1]  # (8x8, 4x4) indices
+        self.latent_scales = tuple(scales - 1 - i for i in range(shape.latent_levels))[::-1]  # (8x8, 4x4) indices
         self.structure = Encoder(shape, shape.num_points)
         self.style = Encoder(shape, 3)
-        heads = {str(s): _conv(shape.channels(s), shape.channels(s), 1) for s in self.latent_scales}
+        heads = {str(s): _conv(shape.channels(s), shape.latent_width(s), 1) for s in self.latent_scales}
         self.posterior = nn.ModuleDict(heads)
-        self.prior = nn.ModuleDict({str(s): _conv(shape.channels(s), shape.channels(s), 1) for s in self.latent_scales})
+        self.prior = nn.ModuleDict(
+            {str(s): _conv(shape.channels(s), shape.latent_width(s), 1) for s in self.latent_scales}
+        )
         self.decoder = nn.ModuleList(
             nn.ModuleList(
                 ResidualBlock(shape.channels(s), shape.channels(s), shape.dropout) for _ in range(shape.blocks)
@@ -158,13 +173,13 @@ class StyleTranslator(nn.Module):
             for s in range(scales)
         )
         self.latent_in = nn.ModuleDict(
-            {str(s): ResidualBlock(shape.channels(s), shape.channels(s), shape.dropout) for s in self.latent_scales}
+            {str(s): ResidualBlock(shape.channels(s), shape.latent_width(s), shape.dropout) for s in self.latent_scales}
         )
         self.ups = nn.ModuleList(Upsample(shape.channels(s + 1), shape.channels(s)) for s in range(scales - 1))
         self.head = _conv(shape.channels(0), 3, 3)
 
     def encode_style(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Posterior means ``{scale index: (N, C, 8 or 4, same)}`` from the images alone."""
+        """Posterior means ``{scale index: (N, latent channels, 8 or 4, same)}`` from the images alone."""
         features = self.style(images)
         return {key: head(F.elu(features[int(key)])) for key, head in self.posterior.items()}
 
