@@ -440,8 +440,8 @@ def prepare_qat(model: nn.Module, settings: QatSettings, input_size: int) -> dic
         quantized.append(call.name)
     # Folding assumed the BatchNorm is the only reader of its convolution's output; a functional use
     # (``out = bn(conv(x)) + conv(x)``) would now read the normalised tensor. The float path must agree.
-    difference = float((_float_output(model, example) - reference).abs().max())
-    if difference > 1e-4 * max(1.0, float(reference.abs().max())):
+    difference = float((_float_output(model, example) - reference).abs().max().detach())
+    if difference > 1e-4 * max(1.0, float(reference.abs().max().detach())):
         raise UsageError(
             f"--qat: folding BatchNorm into the convolutions changed the float model's output by {difference:.2e}; "
             "this model reads a convolution's output besides its BatchNorm, which train/qat.py does not support"
