@@ -242,11 +242,8 @@ def load_backend(
     capabilities = entry.capabilities
     if device not in capabilities.devices:
         raise unknown_name(f"device for the {entry.name} backend", device, list(capabilities.devices))
-    if not entry.installed:
-        raise BackendError(entry.missing_message())
     artifact = Path(artifact)
-    if not artifact.is_file():
-        raise BackendError(f"{artifact}: artifact not found; pass an existing {'/'.join(capabilities.suffixes)} file")
+    _check_ready(entry, artifact)
     loaded = entry.load_class().open(artifact, device=device, threads=threads)
     if loaded.card.precision not in capabilities.precisions:
         loaded.close()
@@ -280,15 +277,17 @@ def open_model(
         UsageError: unknown backend, or a suffix it cannot read.
         BackendError: missing package or file, or a model the engine rejects.
     """
-    if isinstance(model, bytes):
-        entry = get_backend(backend or "onnxruntime")
-    else:
-        entry = choose_backend(model, backend)
-        if not Path(model).is_file():
-            raise BackendError(f"{model}: not found; pass an existing {'/'.join(entry.capabilities.suffixes)} file")
+    entry = get_backend(backend or "onnxruntime") if isinstance(model, bytes) else choose_backend(model, backend)
+    _check_ready(entry, model)
+    return entry.load_class()(model, card, device=device, threads=threads, **options)
+
+
+def _check_ready(entry: BackendEntry, model: Path | str | bytes) -> None:
+    """The engine package is installed and a model file exists (bytes in memory need no file)."""
     if not entry.installed:
         raise BackendError(entry.missing_message())
-    return entry.load_class()(model, card, device=device, threads=threads, **options)
+    if not isinstance(model, bytes) and not Path(model).is_file():
+        raise BackendError(f"{model}: artifact not found; pass an existing {'/'.join(entry.capabilities.suffixes)} file")
 
 
 _register_plugins()
