@@ -16,15 +16,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from runtime.detect import DEFAULT_DETECTOR
-from runtime.annotations import Sample
 from runtime.card import Card
 from runtime.errors import EdgemarkError
-from runtime.face_crops import FaceCrops, crop_faces
+from runtime.face_crops import crop_faces
 from runtime.landmarker import frame_points
 from runtime.layouts import get_layout
 from runtime.metrics import comparable_points, scored_nme
@@ -91,17 +89,6 @@ class VerifyConfig:
             raise UsageError(f"--video-every {self.video_every}: need >= 1 (1: every frame)")
         if self.video is not None and not Path(self.video).is_file():
             raise UsageError(f"--video {self.video}: no such file; pass a video file or leave --video out")
-
-
-def predict_faces(model: str | Path, card: Card, samples: Sequence[Sample]) -> tuple[np.ndarray, FaceCrops]:
-    """Raw outputs of an artifact (any runtime backend, chosen by suffix) on annotated faces, and their crops."""
-    from runtime.backends.registry import load_backend
-    from runtime.landmarker import Landmarker
-
-    crops = crop_faces(samples, card)
-    with load_backend(model) as backend:
-        output, _ = Landmarker(backend).run(crops.inputs)
-    return output, crops
 
 
 def _non_finite(values: np.ndarray) -> int:

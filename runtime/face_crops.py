@@ -1,8 +1,9 @@
 """Annotated faces cut as a model's input: the box the card's crop rule starts from, and the crops.
 
-One home for "crop a face from its annotation" (export verification, calibration arrays, the report's
-label-free set). The cutting itself is the runtime landmarker's (:func:`runtime.landmarker.crop_inputs`),
-so what is measured on annotated faces is what the tracker runs on the edge.
+One home for "crop a face from its annotation" and "run a model on annotated faces" (export
+verification, calibration arrays, the report's label-free set, the style translator's score). The
+cutting itself is the runtime landmarker's (:func:`runtime.landmarker.crop_inputs`), so what is
+measured on annotated faces is what the tracker runs on the edge.
 """
 from __future__ import annotations
 
@@ -87,3 +88,14 @@ def crop_faces(samples: Sequence[Sample], card: Card, images: Sequence[np.ndarra
         else np.zeros((0, card.num_points, 2)),
         images=[str(sample.image) for sample in samples],
     )
+
+
+def predict_faces(model: str | Path, card: Card, samples: Sequence[Sample]) -> tuple[np.ndarray, FaceCrops]:
+    """Raw outputs of an artifact (any runtime backend, chosen by suffix) on annotated faces, and their crops."""
+    from runtime.backends.registry import load_backend
+    from runtime.landmarker import Landmarker
+
+    crops = crop_faces(samples, card)
+    with load_backend(model) as backend:
+        output, _ = Landmarker(backend).run(crops.inputs)
+    return output, crops

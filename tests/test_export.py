@@ -23,7 +23,8 @@ from export.calibration import (
     read_calibration_array,
     write_calibration_array,
 )
-from export.evaluation import VerifyConfig, nme, predict_faces, verify_artifact
+from export.evaluation import VerifyConfig, nme, verify_artifact
+from runtime.face_crops import predict_faces
 from runtime.landmarker import frame_points
 from export.ort_quantize import (
     ArrayDataReader,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from test_backends import import_pfld, write_tiny_checkpoint
 
-from export.evaluation import predict_faces
+from runtime.face_crops import predict_faces
 from runtime.landmarker import frame_points
 from runtime.annotations import read_pts_folder
 from runtime.backends import load_backend

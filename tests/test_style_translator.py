@@ -249,6 +249,63 @@ def test_bad_inputs_are_one_line(faces68_dir, fitted, generated, tmp_path, capsy
     assert not (tmp_path / "o").exists() and not (tmp_path / "g").exists()
 
 
+def _rewrite_images(generated: Path, out: Path, image_of) -> Path:
+    """A copy of a generated folder whose image (style, face j) is ``image_of(style entry, j)``, JPEG as generate writes."""
+    shutil.copytree(generated, out)
+    manifest = json.loads((out / "generate.json").read_text())
+    for style in manifest["styles"]:
+        for path in sorted((out / style["name"] / "Image").glob("*.jpg")):
+            assert cv2.imwrite(str(path), image_of(style, int(path.stem)), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return out
+
+
+def test_score_of_a_perfect_translator_equals_the_real_crops(generated, faces68_dir, pfld, tmp_path, capsys):
+    """Each output replaced by its structure face's real crop (structure kept exactly, no style): the
+    structure NME is the real crops' (JPEG aside), the styles do not spread and no transfer follows
+    the style face; the score's bookkeeping (faces, frames, labels) is what is checked."""
+    from train.style.score import ScoreConfig, real_crops, score
+
+    manifest = json.loads((generated / "generate.json").read_text())
+    crops = real_crops(read_pts_folder(faces68_dir), manifest["crop_scale"], manifest["image_size"], tmp_path)
+    perfect = _rewrite_images(generated, tmp_path / "perfect", lambda style, j: cv2.imread(str(crops[j].image)))
+    result = score(ScoreConfig(perfect, model=str(pfld)))
+    structure = result["structure"]
+    assert structure["generated"]["inter_ocular"]["n"] == 3 * 12
+    assert abs(structure["excess_median"]) < 0.3, structure
+    assert abs(structure["generated"]["box"]["mean"] - structure["real_crops"]["box"]["mean"]) < 0.2
+    layout = result["layout"]
+    assert layout["transfers"] == 3 * 11
+    assert abs(layout["closer_to_style_face"] - layout["real_crops_closer_to_style_face"]) <= 2 / 33, layout
+    for name, row in result["style"].items():
+        assert row["between_styles_sd"] < 0.05 * row["real_crops_sd"] + 0.01, (name, row)
+    # The style faces' own crops as outputs (a translator that copies the style face): every transfer
+    # follows the style face, and the structure is lost.
+    by_name = {Path(s.image).name: k for k, s in enumerate(read_pts_folder(faces68_dir))}
+
+    def style_face(style, j):
+        return cv2.imread(str(crops[by_name[Path(style["image"]).name]].image))
+
+    copied = score(ScoreConfig(_rewrite_images(generated, tmp_path / "copied", style_face), model=str(pfld)))
+    assert copied["layout"]["closer_to_style_face"] > 0.9  # two aligned crops can still agree by chance
+    assert copied["structure"]["excess_median"] > 10
+    for name in ("L mean", "a mean", "b mean"):  # the colour is the reference's
+        assert copied["style"][name]["follows_reference_corr"] > 0.8, name  # measured in different hulls
+    # The command: the same numbers as JSON, the output policy, one-line refusals.
+    out = tmp_path / "score.json"
+    assert style_main(["score", str(perfect), "--model", str(pfld), "--json", str(out)]) == 0
+    assert "real crops (perfect)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["structure"] == json.loads(json.dumps(structure))
+    assert style_main(["score", str(perfect), "--model", str(pfld), "--json", str(out)]) == 2
+    assert "--force" in one_error_line(capsys.readouterr())
+    assert style_main(["score", str(tmp_path), "--model", str(pfld)]) == 2
+    assert "generate.json" in one_error_line(capsys.readouterr())
+    old = json.loads((perfect / "generate.json").read_text())
+    del old["crop_scale"]
+    (perfect / "generate.json").write_text(json.dumps(old))
+    assert style_main(["score", str(perfect), "--model", str(pfld)]) == 2
+    assert "generate the set again" in one_error_line(capsys.readouterr())
+
+
 def test_study_translator_source_and_checkpoint_go_together(faces68_dir, fitted, tmp_path, capsys):
     from calib.__main__ import main as calib_main
 

@@ -19,7 +19,8 @@ import pytest
 from conftest import one_error_line
 from export import onnx as onnx_cli
 from export import verify as verify_cli
-from export.evaluation import nme, predict_faces
+from export.evaluation import nme
+from runtime.face_crops import predict_faces
 from runtime.face_crops import crop_faces
 from runtime.landmarker import frame_points
 from runtime.metrics import comparable_points

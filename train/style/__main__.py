@@ -8,18 +8,22 @@ Examples:
   python -m train.style generate runs/style68/last.pt --data ../shared/data/faces68 --styles 8 --out avs68
   python -m train.style generate runs/style68/last.pt --data faces --style-images photos/ --out avs_photos \\
       --grid grid.png                                                # styles of unlabelled photos
+  python -m train.style score avs68 --json avs68_score.json    # structure kept? styles differ? (PFLD from the zoo)
+  python -m train.style score avs68 --model pfld.onnx           # any landmark artifact with a card
   python -m train --train-data faces --avs-root avs68 ...; python -m calib build --avs avs68 ...
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 
 from runtime.errors import UsageError, cli_main
+from runtime.outputs import add_force_flag
 
 _HELP = {
     "data": "annotated faces: WFLW list .txt, HRNet .csv, folder of images + .pts, or an AVS folder",
@@ -73,7 +77,29 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     generate.add_argument("--grid", type=Path, help="also write a contact sheet PNG of the first pass")
     generate.add_argument("--detector", default="yunet", help="face detector for --style-images (default yunet)")
+    score = commands.add_parser("score", help="measure a generated set: structure kept, styles spread")
+    score.add_argument("generated", type=Path, help="folder written by generate")
+    score.add_argument("--model", default="", help="landmark artifact with a card (default: the zoo's PFLD-GhostOne)")
+    score.add_argument("--normalisation", default="inter_ocular", help="inter_ocular (default) or box")
+    score.add_argument("--json", type=Path, dest="json_path", help="also write the result here")
+    add_force_flag(score)
     return parser
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from runtime.outputs import refuse_overwrite, report_written
+    from train.style.score import ScoreConfig, render, score
+
+    config = ScoreConfig(generated=args.generated, model=args.model, normalisation=args.normalisation)
+    refuse_overwrite([args.json_path], args.force)
+    result = score(config)
+    print(render(result))
+    if args.json_path is not None:
+        from runtime.card import atomic_write_bytes
+
+        atomic_write_bytes(args.json_path, (json.dumps(result, indent=2) + "\n").encode())
+    report_written([args.json_path])
+    return 0
 
 
 @cli_main
@@ -92,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{summary['loss_start']:.4f} -> {summary['loss_end']:.4f}"
         )
         return 0
+    if args.command == "score":
+        return run_score(args)
     from train.style.generate import GenerateConfig, generate
     from train.style.losses import describe
 

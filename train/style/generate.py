@@ -139,16 +139,41 @@ def _style_name(index: int, path: Path) -> str:
     return f"style{index}_" + re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem)
 
 
-def references_from_set(dataset, samples: list[Sample], count: int, seed: int) -> list[tuple[str, Path, torch.Tensor]]:
-    """``count`` faces of the set (seeded choice): (style name, image, (3, S, S) crop)."""
+@dataclass(frozen=True)
+class Reference:
+    """One style reference: its style name, image, translator input and where that input was cut.
+
+    Attributes:
+        name: the style folder's name.
+        image: the reference's image file.
+        tensor: (3, S, S) translator input, RGB in [-1, 1].
+        matrix: (2, 3) image -> input-square matrix of the cut.
+        points: its landmarks in the input square when it is an annotated face of the set, else ``None``.
+    """
+
+    name: str
+    image: Path
+    tensor: torch.Tensor
+    matrix: np.ndarray
+    points: np.ndarray | None
+
+
+def references_from_set(dataset, samples: list[Sample], count: int, seed: int) -> list[Reference]:
+    """``count`` faces of the set (seeded choice), cut as the translator sees them."""
     if count > len(samples):
         raise UsageError(f"--styles {count} asks for more style references than the {len(samples)} faces of the set")
-    chosen = np.random.default_rng(seed).choice(len(samples), size=count, replace=False)
-    return [(_style_name(k, Path(samples[i].image)), Path(samples[i].image), dataset[int(i)]["image"])
-            for k, i in enumerate(chosen)]  # fmt: skip
+    references = []
+    for k, i in enumerate(np.random.default_rng(seed).choice(len(samples), size=count, replace=False)):
+        item, sample = dataset[int(i)], samples[int(i)]
+        matrix = item["matrix"].numpy()
+        references.append(Reference(_style_name(k, Path(sample.image)), Path(sample.image), item["image"], matrix,
+                                    crop.apply(matrix, sample.points)))  # fmt: skip
+    return references
 
 
-def references_from_folder(folder: Path, count: int, seed: int, size: int, crop_scale: float, detector: str):
+def references_from_folder(
+    folder: Path, count: int, seed: int, size: int, crop_scale: float, detector: str
+) -> list[Reference]:
     """``count`` images of ``folder`` (seeded choice), each cut around its largest detected face."""
     from runtime.detect import make_detector
 
@@ -170,7 +195,7 @@ def references_from_folder(folder: Path, count: int, seed: int, size: int, crop_
             height, width = frame.shape[:2]
             matrix = crop.crop_matrix(np.array([-0.5, -0.5, width - 0.5, height - 0.5]), crop_rule(1.0), size)
         tensor = crop.normalise(crop.warp(frame, matrix, size)[None], NORMALISATION)[0]
-        references.append((_style_name(k, path), path, torch.from_numpy(tensor)))
+        references.append(Reference(_style_name(k, path), path, torch.from_numpy(tensor), matrix, None))
     return references
 
 
@@ -195,7 +220,7 @@ def generate(config: GenerateConfig) -> dict[str, Any]:
         )
     else:
         references = references_from_set(dataset, samples, config.styles, config.seed)
-    styles = torch.stack([tensor for _, _, tensor in references]).to(device)
+    styles = torch.stack([reference.tensor for reference in references]).to(device)
     loss_text = describe(state["perceptual"])
     logger.info("translator %s (step %d; loss: %s): %d faces x %d styles", config.checkpoint, state["step"],
                 loss_text, len(samples), len(references))  # fmt: skip
@@ -203,9 +228,9 @@ def generate(config: GenerateConfig) -> dict[str, Any]:
     output = config.output
     partial = output.parent / f".{output.name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
-    for name, _, _ in references:
-        (partial / name / AVS_IMAGE_DIR).mkdir(parents=True)
-    labels: dict[str, list[str]] = {name: [] for name, _, _ in references}
+    for reference in references:
+        (partial / reference.name / AVS_IMAGE_DIR).mkdir(parents=True)
+    labels: dict[str, list[str]] = {reference.name: [] for reference in references}
     to_output = frame_to_output(shape.image_size)
     try:
         starts = range(0, len(samples), config.batch_size)
@@ -215,7 +240,7 @@ def generate(config: GenerateConfig) -> dict[str, Any]:
             grid = model.transfer(styles, maps, chunk=config.chunk)  # (S, J, 3, S, S)
             if start == 0 and config.grid is not None:
                 write_contact_sheet(config.grid, styles, torch.stack([item["image"] for item in items]), grid)
-            for (name, _, _), row in zip(references, grid):
+            for name, row in zip((reference.name for reference in references), grid):
                 for item, image in zip(items, to_bgr_uint8(row)):
                     index = item["index"]
                     file_name = f"{index:06d}.jpg"
@@ -233,9 +258,11 @@ def generate(config: GenerateConfig) -> dict[str, Any]:
             "step": state["step"],
             "perceptual": state["perceptual"],
             "data": str(config.data),
+            "image_root": str(config.image_root),
             "faces": len(samples),
-            "styles": [{"name": name, "image": str(path)} for name, path, _ in references],
+            "styles": [style_entry(reference, to_output) for reference in references],
             "image_size": shape.image_size,
+            "crop_scale": state["crop_scale"],
             "output_size": AVS_IMAGE_SIZE,
             "outputs": len(samples) * len(references),
         }
@@ -248,6 +275,19 @@ def generate(config: GenerateConfig) -> dict[str, Any]:
         shutil.rmtree(partial, ignore_errors=True)
     logger.info("wrote %s: %d images in %d style folders", output, manifest["outputs"], len(references))
     return manifest
+
+
+def style_entry(reference: Reference, to_output: np.ndarray) -> dict[str, Any]:
+    """The manifest's record of a reference: name, image, its cut (image -> 384 output frame) and its
+    landmarks in that frame when annotated (``null`` for an unlabelled image)."""
+    matrix = crop.compose(to_output, reference.matrix)
+    points = None if reference.points is None else crop.apply(to_output, reference.points)
+    return {
+        "name": reference.name,
+        "image": str(reference.image),
+        "matrix": np.round(matrix, 6).tolist(),
+        "points": None if points is None else np.round(points, 4).tolist(),
+    }
 
 
 def write_contact_sheet(path: Path, styles: torch.Tensor, structures: torch.Tensor, grid: torch.Tensor, cell: int = 128):
