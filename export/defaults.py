@@ -87,6 +87,13 @@ def default_output(model: Path, from_zoo: bool, suffix: str) -> Path:
     return folder / f"{model.stem}{suffix}"
 
 
+def model_and_output(model: str | Path | None, output: Path | None, suffix: str) -> tuple[Path, Path]:
+    """The model to export from (:func:`resolve_model`) and the output: ``output`` when given, else
+    :func:`default_output` with ``suffix`` (what export.ort, export.openvino and export.trt share)."""
+    path, from_zoo = resolve_model(model)
+    return path, output if output is not None else default_output(path, from_zoo, suffix)
+
+
 def default_calibration_path(model: Path, output: Path) -> Path:
     """Where the default calibration array of ``model`` goes: ``<output folder>/<model stem>_calib.npz``."""
     return output.parent / f"{model.stem}_calib.npz"

@@ -34,10 +34,9 @@ from pathlib import Path
 from export.defaults import (
     CALIB_HELP,
     MODEL_HELP,
-    default_output,
+    model_and_output,
     needs_calibration,
     resolve_calibration,
-    resolve_model,
 )
 from export.openvino_export import ACTIVATION_RANGES, PRESETS, IrConfig
 from runtime.card import sidecar_path
@@ -146,9 +145,8 @@ def config_from_args(args: argparse.Namespace, model: Path, output: Path, calibr
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    model, from_zoo = resolve_model(args.model)
     suffix = "_int8.xml" if args.int8 else "_fp16.xml" if args.fp16 else ".xml"
-    output = args.output if args.output is not None else default_output(model, from_zoo, suffix)
+    model, output = model_and_output(args.model, args.output, suffix)
     outputs = [output, output.with_suffix(".bin"), sidecar_path(output)]
     refuse_overwrite(outputs, args.force)
     calibration = args.calib

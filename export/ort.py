@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from export.defaults import CALIB_HELP, MODEL_HELP, default_output, resolve_calibration, resolve_model
+from export.defaults import CALIB_HELP, MODEL_HELP, model_and_output, resolve_calibration
 from export.encodings import ENCODING_TARGETS, ENCODINGS
 from export.ort_quantize import KEEP_FLOAT, METHODS, MIN_HISTOGRAM_BINS, Int8Config
 from export.ranges import ranges_path
@@ -169,9 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.convergence is not None and args.ranges is not None:
         raise UsageError("--convergence calibrates on subsets of --calib; it cannot use --ranges")
-    model, from_zoo = resolve_model(args.int8)
     suffix = "_int8.onnx" if args.encoding == "u8s8" else f"_int8_{args.encoding}.onnx"
-    output = args.output if args.output is not None else default_output(model, from_zoo, suffix)
+    model, output = model_and_output(args.int8, args.output, suffix)
     if args.convergence is None:
         refuse_overwrite([output, sidecar_path(output), ranges_path(output)], args.force)
     calibration, built = resolve_calibration(args.calib, model, output, args.force)

@@ -31,10 +31,9 @@ from pathlib import Path
 from export.defaults import (
     CALIB_HELP,
     MODEL_HELP,
-    default_output,
+    model_and_output,
     needs_calibration,
     resolve_calibration,
-    resolve_model,
 )
 from export.ranges import ranges_path
 from export.trt_build import DEFAULT_BATCHES, DEFAULT_WORKSPACE_MB, TrtConfig
@@ -124,9 +123,8 @@ def config_from_args(args: argparse.Namespace, model: Path, output: Path, calibr
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    model, from_zoo = resolve_model(args.model)
     suffix = "_int8.engine" if args.int8 else "_fp16.engine" if args.fp16 else ".engine"
-    output = args.output if args.output is not None else default_output(model, from_zoo, suffix)
+    model, output = model_and_output(args.model, args.output, suffix)
     calibration, made_calibration = args.calib, None
     if args.int8 and not args.fp16 and not args.dry_run and needs_calibration(model):
         TrtConfig(model, output, int8=True)  # a bad output name is reported before any calibration work

@@ -19,6 +19,7 @@ from runtime.report import measure
 from runtime.report.config import THRESHOLD, ReportConfig, match_reference
 from runtime.report.measure import Faces
 from runtime.report.rows import FAILED, OK, PARTIAL, ArtifactRow, Report
+from runtime.tracker import TrackerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -225,8 +226,9 @@ def notes(config: ReportConfig, faces: Faces | None, rows: Sequence[ArtifactRow]
                          f"e.g. {skipped[0]}.")  # fmt: skip
     if config.video:
         found.append(
-            f"Tracker FPS: one pass per artifact over frames decoded beforehand (Haar detector at half size, "
-            f"re-detection every 30 frames; {config.bench.threads} inference threads), wall time of the whole per-frame "
+            f"Tracker FPS: one pass per artifact over frames decoded beforehand (face detector {config.detector}, "
+            f"re-detection every {TrackerConfig.redetect_every} frames; {config.bench.threads} inference threads), "
+            "wall time of the whole per-frame "
             "pipeline, nothing drawn. Video jitter has no ground truth: RMS second difference of the first track's "
             "points (real head motion counts too), in percent of the predicted inter-ocular distance."
         )
