@@ -35,13 +35,15 @@ CALIB_EXAMPLES = """examples:
     python -m calib build --card artifacts/pfld.onnx --proxies pseudo --out calib.npz
     python -m calib build --card artifacts/pfld.onnx --proxies faces/ --real faces/ --exclude eval_faces/ --out calib.npz
     python -m calib study --model artifacts/pfld.onnx --faces faces68/ --folds 2 --out study/pfld
+    python -m calib avs faces/ --out avs_proxies        # the style proxies as an AVS set, to train on
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m calib",
-        description="Build INT8 calibration sets (build), and measure which calibrates best (study).",
+        description="Build INT8 calibration sets (build), measure which calibrates best (study), write the style proxies "
+        "as an AVS set (avs).",
         epilog=CALIB_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -114,9 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--preview-columns", type=int, default=6, help="crops per style in the preview, >= 1 (default 6)"
     )
     add_force_flag(build)
-    from calib import study
+    from calib import avs, study
 
     study.add_parser(commands)
+    avs.add_parser(commands)
     return parser
 
 

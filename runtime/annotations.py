@@ -390,6 +390,20 @@ AVS_LABEL_FILE = "label.txt"
 AVS_IMAGE_DIR = "Image"
 
 
+def avs_label_line(sample: Sample, matrix: np.ndarray, name: str) -> str:
+    """The AVS label line of ``sample`` in the frame ``matrix`` maps its image to (the 384 output):
+    its points, then for a WFLW face (98 points with a box and flags) the box mapped the same way and
+    the six attribute flags, then the image's file name, as the AVS generator writes them. The writer
+    of ``train.style generate`` and ``calib avs``; :func:`read_avs_root` reads it back."""
+    from runtime.crop import apply
+
+    values = list(apply(matrix, sample.points).ravel())
+    if len(sample.points) == WFLW_POINTS and sample.box is not None and sample.attributes:
+        values += list(apply(matrix, np.asarray(sample.box, dtype=np.float64).reshape(2, 2)).ravel())
+        values += [sample.attributes.get(attribute, 0) for attribute in WFLW_ATTRIBUTES]
+    return " ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in values) + f" {name}"
+
+
 def _point_key(points: np.ndarray) -> tuple[float, ...]:
     """Hashable landmark key; the generator copies coordinates verbatim, so rounding only absorbs text form."""
     return tuple(np.round(np.asarray(points, dtype=np.float64).ravel(), 3).tolist())

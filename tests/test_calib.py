@@ -28,6 +28,7 @@ from runtime.face_crops import crop_faces, read_image
 from runtime.annotations import Sample, read_avs_root, read_pts, read_pts_folder
 from runtime.card import Card, read_card, write_card
 from runtime.crop import CropRule, Normalisation, crop_matrix, landmark_box
+from tests.conftest import one_error_line
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AVS = FIXTURES / "avs"
@@ -360,3 +361,41 @@ def test_proxy_set_calibrates_pfld_int8_within_budget_on_evaluation_faces(
     with capsys.disabled():
         print("\n" + report)
     assert status == 0, report
+
+
+def test_avs_writes_the_style_proxies_in_the_avs_layout(faces68_dir, tmp_path, capsys):
+    """``calib avs``: every face cut as the translator cuts it (1.4x the landmarks' box, 384 px), in each
+    style, labels in that frame, read back by the AVS reader; seeded, complete or absent."""
+    from runtime.crop import apply, warp
+
+    out = tmp_path / "avs"
+    argv = ["avs", str(faces68_dir), "--out", str(out), "--styles", "low_light,colour_cast"]
+    assert calib_cli.main(argv) == 0
+    assert "12 faces x 2 styles" in capsys.readouterr().out
+    samples = read_pts_folder(faces68_dir)
+    styled = read_avs_root(out)
+    assert sorted({s.source for s in styled}) == ["colour_cast", "low_light"] and len(styled) == 24
+    for item in styled:
+        face = samples[int(item.image.stem)]
+        matrix = crop_matrix(landmark_box(face.points), CropRule("landmarks", 1.4), 384)
+        np.testing.assert_allclose(item.points, apply(matrix, face.points), atol=1e-3)
+        image = cv2.imread(str(item.image))
+        cut = warp(read_image(face.image), matrix, 384)
+        assert image.shape == (384, 384, 3)
+        # The same frame as the plain cut (the style changes tones, not geometry) ...
+        gray = [cv2.cvtColor(a, cv2.COLOR_BGR2GRAY).astype(float).ravel() for a in (image, cut)]
+        assert np.corrcoef(*gray)[0, 1] > 0.6, item.image
+        if item.source == "low_light":  # ... and the style is applied: darker than the cut
+            assert image.mean() < cut.mean() - 5, item.image
+    # Seeded: a second run writes the same pixels.
+    again = tmp_path / "again"
+    assert calib_cli.main([*argv[:3], str(again), *argv[4:]]) == 0
+    first = cv2.imread(str(out / "low_light" / "Image" / "000003.jpg"))
+    np.testing.assert_array_equal(first, cv2.imread(str(again / "low_light" / "Image" / "000003.jpg")))
+    manifest = json.loads((out / "proxies.json").read_text())
+    assert manifest["count"] == 12 and len(manifest["variants"]) == 24
+    capsys.readouterr()
+    for bad, expected in ((argv, "already exists"), ([*argv[:3], str(tmp_path / "x"), "--styles", "low_lite"], "low_light")):
+        assert calib_cli.main(bad) == 2
+        assert expected in one_error_line(capsys.readouterr())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "avs"]

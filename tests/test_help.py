@@ -13,6 +13,7 @@ COMMANDS = [
     ("train.bench", "train.bench", []),
     ("train.models", "train.models.__main__", []),
     ("train.style", "train.style.__main__", []),
+    ("train.style score", "train.style.__main__", ["score"]),
     ("export.onnx", "export.onnx", []),
     ("export.ort", "export.ort", []),
     ("export.openvino", "export.openvino", []),
@@ -21,6 +22,7 @@ COMMANDS = [
     ("calib", "calib.__main__", []),
     ("calib build", "calib.__main__", ["build"]),
     ("calib study", "calib.__main__", ["study"]),
+    ("calib avs", "calib.__main__", ["avs"]),
     ("runtime.track", "runtime.track", []),
     ("runtime.bench", "runtime.bench", []),
     ("runtime.report", "runtime.report.command", []),
@@ -28,7 +30,7 @@ COMMANDS = [
     ("runtime.scenario", "runtime.scenario", []),
     ("runtime.jitter", "runtime.jitter", []),
 ]
-TORCH_COMMANDS = {"train", "train.eval", "train.bench", "train.models", "train.style"}
+TORCH_COMMANDS = {"train", "train.eval", "train.bench", "train.models", "train.style", "train.style score"}
 
 
 def help_text(module: str, argv: list[str], capsys) -> str:

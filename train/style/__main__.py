@@ -77,7 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     generate.add_argument("--grid", type=Path, help="also write a contact sheet PNG of the first pass")
     generate.add_argument("--detector", default="yunet", help="face detector for --style-images (default yunet)")
-    score = commands.add_parser("score", help="measure a generated set: structure kept, styles spread")
+    score = commands.add_parser(
+        "score", help="measure a generated set: structure kept, styles spread",
+        description="Score a generated set with a landmark model (see train/style/score.py): its NME on the outputs "
+        "against their labels beside the real crops', whose layout the transfers follow, how the styles spread.",
+        epilog="examples:\n  python -m train.style score avs68 --json avs68_score.json\n"
+        "  python -m train.style score avs68 --model pfld.onnx --normalisation box",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     score.add_argument("generated", type=Path, help="folder written by generate")
     score.add_argument("--model", default="", help="landmark artifact with a card (default: the zoo's PFLD-GhostOne)")
     score.add_argument("--normalisation", default="inter_ocular", help="inter_ocular (default) or box")

@@ -42,10 +42,10 @@ from runtime.annotations import (
     AVS_LABEL_FILE,
     IMAGE_SUFFIXES,
     Sample,
+    avs_label_line,
 )
 from runtime.card import file_sha256
 from runtime.errors import UsageError
-from runtime.metrics import WFLW_ATTRIBUTES
 from train.engine import Distributed, progress_bar, select_device
 from train.style.data import (
     NORMALISATION,
@@ -124,15 +124,6 @@ def frame_to_output(image_size: int, output_size: int = AVS_IMAGE_SIZE) -> np.nd
     """2x3 matrix of a resize from ``image_size`` to ``output_size`` (pixel centres at integers)."""
     factor = output_size / image_size
     return np.array([[factor, 0.0, (factor - 1) / 2], [0.0, factor, (factor - 1) / 2]])
-
-
-def label_line(sample: Sample, matrix: np.ndarray, name: str) -> str:
-    """The AVS label line of ``sample`` in the frame ``matrix`` (frame -> 384 output) maps to."""
-    values = list(crop.apply(matrix, sample.points).ravel())
-    if len(sample.points) == 98 and sample.box is not None and sample.attributes:  # a WFLW line: box and flags too
-        values += list(crop.apply(matrix, np.asarray(sample.box, dtype=np.float64).reshape(2, 2)).ravel())
-        values += [sample.attributes.get(attribute, 0) for attribute in WFLW_ATTRIBUTES]
-    return " ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in values) + f" {name}"
 
 
 def _style_name(index: int, path: Path) -> str:
@@ -249,7 +240,7 @@ def generate(config: GenerateConfig) -> dict[str, Any]:
                                        [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):  # fmt: skip
                         raise OSError(0, "OpenCV could not write the image", str(partial / name / file_name))
                     matrix = crop.compose(to_output, item["matrix"].numpy())  # original frame -> 384 output
-                    labels[name].append(label_line(samples[index], matrix, file_name))
+                    labels[name].append(avs_label_line(samples[index], matrix, file_name))
         for name, lines in labels.items():
             (partial / name / AVS_LABEL_FILE).write_text("\n".join(lines) + "\n")
         manifest = {
