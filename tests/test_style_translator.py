@@ -299,6 +299,14 @@ def test_score_of_a_perfect_translator_equals_the_real_crops(generated, faces68_
     assert "--force" in one_error_line(capsys.readouterr())
     assert style_main(["score", str(tmp_path), "--model", str(pfld)]) == 2
     assert "generate.json" in one_error_line(capsys.readouterr())
+    assert style_main(["score", str(perfect), "--model", str(pfld), "--data", str(tmp_path / "moved")]) == 2
+    assert "pass --data" in one_error_line(capsys.readouterr())
+    wrong = tmp_path / "wrong"  # other faces than the ones generated from: refused, not mis-scored
+    wrong.mkdir()
+    for path in sorted(faces68_dir.iterdir())[2:]:
+        (wrong / path.name).symlink_to(path)
+    assert style_main(["score", str(perfect), "--model", str(pfld), "--data", str(wrong)]) == 2
+    assert "do not belong together" in one_error_line(capsys.readouterr())
     old = json.loads((perfect / "generate.json").read_text())
     del old["crop_scale"]
     (perfect / "generate.json").write_text(json.dumps(old))

@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("generated", type=Path, help="folder written by generate")
     score.add_argument("--model", default="", help="landmark artifact with a card (default: the zoo's PFLD-GhostOne)")
     score.add_argument("--normalisation", default="inter_ocular", help="inter_ocular (default) or box")
+    score.add_argument("--data", default="", help="the structure faces, when not where generate.json says")
+    score.add_argument("--image-root", default="", help="with --data: where list/CSV image paths are relative to")
     score.add_argument("--json", type=Path, dest="json_path", help="also write the result here")
     add_force_flag(score)
     return parser
@@ -97,7 +99,8 @@ def run_score(args: argparse.Namespace) -> int:
     from runtime.outputs import refuse_overwrite, report_written
     from train.style.score import ScoreConfig, render, score
 
-    config = ScoreConfig(generated=args.generated, model=args.model, normalisation=args.normalisation)
+    config = ScoreConfig(generated=args.generated, model=args.model, normalisation=args.normalisation,
+                         data=args.data, image_root=args.image_root)  # fmt: skip
     refuse_overwrite([args.json_path], args.force)
     result = score(config)
     print(render(result))

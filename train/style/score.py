@@ -57,11 +57,16 @@ class ScoreConfig:
         generated: a folder written by ``python -m train.style generate``.
         model: a landmark artifact with a card (``.onnx``, ``.xml``, ``.pt``); empty: the zoo's PFLD-GhostOne.
         normalisation: ``inter_ocular`` or ``box`` for the headline NME (both are reported).
+        data: the structure faces, when not where ``generate.json`` says (a relative path there is
+            relative to the folder generate ran in).
+        image_root: with ``data``: where its list/CSV image paths are relative to.
     """
 
     generated: Path
     model: str = ""
     normalisation: str = "inter_ocular"
+    data: str = ""
+    image_root: str = ""
 
     def __post_init__(self):
         if self.normalisation not in NORMALISATIONS:
@@ -158,15 +163,21 @@ def score(config: ScoreConfig) -> dict[str, Any]:
 
     manifest = read_manifest(config.generated)
     size, crop_scale = int(manifest["image_size"]), float(manifest["crop_scale"])
-    samples = read_faces(manifest["data"], manifest.get("image_root") or None)[: manifest["faces"]]
+    data, root = (config.data, config.image_root) if config.data else (manifest["data"], manifest.get("image_root"))
+    if not Path(data).exists():
+        raise UsageError(f"{data}: the structure faces of {config.generated} are not there; pass --data where they are")
+    samples = read_faces(data, root or None)[: manifest["faces"]]
     generated = read_avs_root(config.generated)
     by_style: dict[str, list[tuple[int, Sample]]] = {style["name"]: [] for style in manifest["styles"]}
     for item in generated:
         index = int(Path(item.image).stem)
+        if index >= len(samples):
+            raise UsageError(f"{item.image}: face {index}, but {data} holds {len(samples)} faces; "
+                             "the folder and the faces do not belong together")  # fmt: skip
         _, to_output = _output_matrix(samples[index], crop_scale, size)
         if np.abs(item.points - crop.apply(to_output, samples[index].points)).max() > LABEL_TOLERANCE_PX:
             raise UsageError(f"{item.image}: its label is not face {index}'s landmarks in the manifest's crop; "
-                             f"the folder and {manifest['data']} do not belong together")  # fmt: skip
+                             f"the folder and {data} do not belong together")  # fmt: skip
         by_style[item.source].append((index, item))
     if any(len(items) != len(samples) for items in by_style.values()):
         raise UsageError(f"{config.generated}: a style folder does not hold all {len(samples)} faces; generate it again")
