@@ -4,7 +4,8 @@ The same folder layout as the AVS release and ``python -m train.style generate``
 style, ``<style>/label.txt`` + ``<style>/Image/<j>.jpg``, 384x384, every label the face's landmarks
 in that frame followed by the file name), so ``python -m train --avs-root`` trains on it and ``calib
 build --avs`` calibrates from it. Each face is cut as the style translator cuts it (the landmarks'
-box widened ``crop_scale`` times, square) at 384 and degraded by each style (:mod:`calib.styles`),
+box widened ``crop_scale`` times, square) at 384 and degraded by each style (:mod:`calib.styles`)
+as ``calib build`` degrades faces (:func:`calib.build.styled_cut`: styled in the photograph, then cut),
 seeded by the run's seed, the style and the image's content. It is the control a translator's styles
 are measured against: the same faces, the same frame, styles made by hand instead of learnt.
 
@@ -25,7 +26,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from calib.styles import STYLES, apply_style, style_seed
+from calib.build import styled_cut
+from calib.styles import STYLES, style_seed
 from runtime import crop
 from runtime.annotations import AVS_IMAGE_DIR, AVS_IMAGE_SIZE, AVS_LABEL_FILE, avs_label_line, read_dataset
 from runtime.card import file_sha256
@@ -83,19 +85,18 @@ def write_avs_proxies(config: AvsConfig) -> dict[str, Any]:
             (partial / name / AVS_IMAGE_DIR).mkdir(parents=True)
         for index, sample in enumerate(samples):
             matrix = crop.crop_matrix(crop.landmark_box(sample.points), rule, AVS_IMAGE_SIZE)
-            cut = crop.warp(read_image(sample.image), matrix, AVS_IMAGE_SIZE)
-            points = crop.apply(matrix, sample.points)
+            frame = read_image(sample.image)
             digest = file_sha256(sample.image)
             for name in config.styles:
                 rng = np.random.default_rng(style_seed(config.seed, name, digest, 0))
-                styled = apply_style(name, cut, points, rng)
+                image, parameters = styled_cut(frame, sample.points, name, matrix, AVS_IMAGE_SIZE, rng)
                 file_name = f"{index:06d}.jpg"
                 path = partial / name / AVS_IMAGE_DIR / file_name
-                if not cv2.imwrite(str(path), styled.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
+                if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
                     raise OSError(0, "OpenCV could not write the image", str(path))
                 labels[name].append(avs_label_line(sample, matrix, file_name))
                 variants.append({"style": name, "face": str(sample.image), "file": f"{name}/{AVS_IMAGE_DIR}/{file_name}",
-                                 "parameters": styled.parameters})  # fmt: skip
+                                 "parameters": parameters})  # fmt: skip
         for name, lines in labels.items():
             (partial / name / AVS_LABEL_FILE).write_text("\n".join(lines) + "\n")
         manifest = {

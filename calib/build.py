@@ -345,11 +345,24 @@ def styled_crop(
     """
     size = card.input_size
     matrix = crop_matrix(face_box(candidate.sample, card), card.crop_rule, size)
-    if candidate.style is None:
+    return styled_cut(frame, candidate.sample.points, candidate.style, matrix, size, rng)
+
+
+def styled_cut(
+    frame: np.ndarray, points: np.ndarray, style: str | None, matrix: np.ndarray, size: int,
+    rng: np.random.Generator | None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The (size, size, 3) cut of ``frame`` by ``matrix``, styled in the frame first (the region the cut
+    sees, plus a margin: kernels act at the photograph's resolution) when ``style`` is not ``None``.
+
+    Returns:
+        (cut, style parameters) — parameters empty without a style.
+    """
+    if style is None:
         return warp(frame, matrix, size), {}
     x0, y0, x1, y1 = styling_region(frame.shape, matrix, size)
-    points = np.asarray(candidate.sample.points, dtype=np.float64) - np.array([x0, y0], dtype=np.float64)
-    styled = apply_style(candidate.style, frame[y0:y1, x0:x1], points, rng)
+    region_points = np.asarray(points, dtype=np.float64) - np.array([x0, y0], dtype=np.float64)
+    styled = apply_style(style, frame[y0:y1, x0:x1], region_points, rng)
     styled_frame = frame.copy()
     styled_frame[y0:y1, x0:x1] = styled.image
     return warp(styled_frame, matrix, size), styled.parameters
