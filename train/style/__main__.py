@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runtime.errors import UsageError, cli_main
-from runtime.outputs import add_force_flag
+from runtime.outputs import add_force_flag, refuse_overwrite, report_written
 
 _HELP = {
     "data": "annotated faces: WFLW list .txt, HRNet .csv, folder of images + .pts, or an AVS folder",
@@ -96,7 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from runtime.outputs import refuse_overwrite, report_written
     from train.style.score import ScoreConfig, render, score
 
     config = ScoreConfig(generated=args.generated, model=args.model, normalisation=args.normalisation,

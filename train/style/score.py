@@ -126,7 +126,7 @@ def real_crops(samples: list[Sample], crop_scale: float, size: int, folder: Path
 
 
 class _Model:
-    """A landmark artifact run on annotated faces: per-image NME, and points for a face box."""
+    """A landmark artifact run on annotated faces (cut by their annotations, or by a given box)."""
 
     def __init__(self, spec: str):
         from runtime.backends.registry import load_backend
@@ -139,22 +139,26 @@ class _Model:
         self.backend = load_backend(spec)
         self.card = self.backend.card
 
-    def points(self, samples: list[Sample]) -> np.ndarray:
+    def points(self, samples: list[Sample], images: list[np.ndarray] | None = None) -> np.ndarray:
+        """(N, K, 2) predicted points in each sample's image (``images``: those images already read)."""
         from runtime.face_crops import crop_faces
         from runtime.landmarker import Landmarker, frame_points
 
-        crops = crop_faces(samples, self.card)
+        crops = crop_faces(samples, self.card, images)
         output, _ = Landmarker(self.backend).run(crops.inputs)
         return frame_points(output, self.card, crops.matrices)
 
-    def nme(self, samples: list[Sample], truth: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Per-image NME in percent against ``truth`` (default: the samples' own points), both normalisations."""
-        predicted = self.points(samples)
-        truth = np.stack([s.points for s in samples]).astype(np.float64) if truth is None else truth
-        return {name: scored_nme(predicted, truth, name)[0] * 100 for name in NORMALISATIONS}
-
     def close(self):
         self.backend.close()
+
+
+def _truth(samples: list[Sample]) -> np.ndarray:
+    return np.stack([sample.points for sample in samples]).astype(np.float64)
+
+
+def _nme(predicted: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-image NME in percent, both normalisations (:func:`runtime.metrics.scored_nme`)."""
+    return {name: scored_nme(predicted, truth, name)[0] * 100 for name in NORMALISATIONS}
 
 
 def score(config: ScoreConfig) -> dict[str, Any]:
@@ -187,30 +191,36 @@ def score(config: ScoreConfig) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="edgemark-style-score-") as work:
             crops = real_crops(samples, crop_scale, size, Path(work))
-            real_crop_nme = model.nme(crops)
-            structure: dict[str, Any] = {
-                "real_photos": {k: _summary(v) for k, v in model.nme(samples).items()},
-                "real_crops": {k: _summary(v) for k, v in real_crop_nme.items()},
-            }
-            per_style, everything, layout_pairs = {}, {k: [] for k in NORMALISATIONS}, []
-            style_stats, reference_stats = [], []
-            for style in progress_bar(manifest["styles"], "score", len(manifest["styles"])):
-                items = sorted(by_style[style["name"]], key=lambda pair: pair[0])
-                outputs = [item for _, item in items]
-                values = model.nme(outputs)
-                for name in NORMALISATIONS:
-                    everything[name].append(values[name])
-                per_style[style["name"]] = _summary(values[head])
-                style_stats.append([face_statistics(read_image(item.image), item.points) for item in outputs])
-                reference_stats.append(_reference_statistics(style, crop_scale, model))
-                if style.get("points") is not None:
-                    layout_pairs += _layout_pairs(style, items, crops, values[head], model, head)
-            generated_nme = {k: np.concatenate(v) for k, v in everything.items()}
-            structure["generated"] = {k: _summary(v) for k, v in generated_nme.items()}
-            structure["per_style"] = per_style
-            structure["excess_median"] = float(np.median(generated_nme[head]) - np.median(real_crop_nme[head]))
-            structure["ratio_median"] = float(np.median(generated_nme[head]) / np.median(real_crop_nme[head]))
-            real_stats = np.array([face_statistics(read_image(s.image), s.points) for s in crops])
+            crop_images = [read_image(crop_sample.image) for crop_sample in crops]
+        crop_points, crop_truth = model.points(crops, crop_images), _truth(crops)
+        real_crop_nme = _nme(crop_points, crop_truth)
+        structure: dict[str, Any] = {
+            "real_photos": {k: _summary(v) for k, v in _nme(model.points(samples), _truth(samples)).items()},
+            "real_crops": {k: _summary(v) for k, v in real_crop_nme.items()},
+        }
+        per_style, everything, layout_pairs = {}, {k: [] for k in NORMALISATIONS}, []
+        style_stats, reference_stats = [], []
+        for style in progress_bar(manifest["styles"], "score", len(manifest["styles"])):
+            items = sorted(by_style[style["name"]], key=lambda pair: pair[0])
+            indices, outputs = [index for index, _ in items], [item for _, item in items]
+            images = [read_image(item.image) for item in outputs]
+            predicted = model.points(outputs, images)
+            values = _nme(predicted, _truth(outputs))
+            for name in NORMALISATIONS:
+                everything[name].append(values[name])
+            per_style[style["name"]] = _summary(values[head])
+            style_stats.append([face_statistics(image, item.points) for image, item in zip(images, outputs)])
+            reference_stats.append(_reference_statistics(style, crop_scale, model))
+            if style.get("points") is not None:
+                style_points = np.asarray(style["points"], dtype=np.float64)
+                layout_pairs += _layout_pairs(style_points, indices, predicted, values[head], crop_points,
+                                              crop_truth, real_crop_nme[head], head)  # fmt: skip
+        generated_nme = {k: np.concatenate(v) for k, v in everything.items()}
+        structure["generated"] = {k: _summary(v) for k, v in generated_nme.items()}
+        structure["per_style"] = per_style
+        structure["excess_median"] = float(np.median(generated_nme[head]) - np.median(real_crop_nme[head]))
+        structure["ratio_median"] = float(np.median(generated_nme[head]) / np.median(real_crop_nme[head]))
+        real_stats = np.array([face_statistics(image, s.points) for image, s in zip(crop_images, crops)])
     finally:
         model.close()
     return {
@@ -236,28 +246,31 @@ def _reference_statistics(style: dict[str, Any], crop_scale: float, model: _Mode
     half = AVS_IMAGE_SIZE / crop_scale / 2
     centre = (AVS_IMAGE_SIZE - 1) / 2
     box = np.array([[centre - half, centre - half], [centre + half, centre + half]])
-    with tempfile.TemporaryDirectory(prefix="edgemark-style-ref-") as work:
-        path = Path(work) / "reference.png"
-        cv2.imwrite(str(path), image)
-        points = model.points([Sample(image=path, points=box)])[0]
+    points = model.points([Sample(image=Path(style["image"]), points=box)], [image])[0]
     return face_statistics(image, points)
 
 
-def _layout_pairs(style, items, crops, structure_nme, model: _Model, head: str) -> list[tuple[float, ...]]:
+def _layout_pairs(
+    style_points: np.ndarray, indices: list[int], predicted: np.ndarray, structure_nme: np.ndarray,
+    crop_points: np.ndarray, crop_truth: np.ndarray, crop_nme: np.ndarray, head: str,
+) -> list[tuple[float, ...]]:
     """For each transfer between two different faces: (NME vs the structure face, NME vs the style face),
     then the same two for the structure face's real crop (the chance level: aligned crops of different
-    faces can sit closer to each other's labels than the model's own error)."""
-    style_points = np.asarray(style["points"], dtype=np.float64)
-    others = [(k, index, item) for k, (index, item) in enumerate(items)
-              if np.abs(crops[index].points - style_points).max() > 1e-3]  # fmt: skip
+    faces can sit closer to each other's labels than the model's own error).
+
+    ``indices[k]`` is the structure face of output ``k``, ``predicted`` the model's points on the outputs;
+    ``crop_*`` are the real crops' predictions, labels and NME, in face order.
+    """
+    others = [k for k, index in enumerate(indices) if np.abs(crop_truth[index] - style_points).max() > 1e-3]
     if not others:
         return []
-    truth = np.stack([style_points] * len(others))
-    against_style = model.nme([item for _, _, item in others], truth)[head]
-    real = [crops[index] for _, index, _ in others]
-    real_own, real_style = model.nme(real)[head], model.nme(real, truth)[head]
-    return [(float(structure_nme[k]), float(value), float(own), float(other))
-            for (k, _, _), value, own, other in zip(others, against_style, real_own, real_style)]  # fmt: skip
+    faces = [indices[k] for k in others]
+    truth = np.repeat(style_points[None], len(others), axis=0)
+    against_style = _nme(predicted[others], truth)[head]
+    real_against_style = _nme(crop_points[faces], truth)[head]
+    return [(float(own), float(other), float(real_own), float(real_other))
+            for own, other, real_own, real_other
+            in zip(structure_nme[others], against_style, crop_nme[faces], real_against_style)]  # fmt: skip
 
 
 def _layout_summary(pairs: list[tuple[float, ...]]) -> dict[str, Any] | None:
