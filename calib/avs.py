@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from runtime.annotations import AVS_IMAGE_DIR, AVS_IMAGE_SIZE, AVS_LABEL_FILE, a
 from runtime.card import file_sha256
 from runtime.errors import UsageError, did_you_mean
 from runtime.face_crops import read_image
+from runtime.outputs import folder_when_complete, refuse_nonempty_folder
 
 MANIFEST = "proxies.json"
 JPEG_QUALITY = 95
@@ -66,8 +65,7 @@ class AvsConfig:
                 raise UsageError(f"--styles: unknown style '{name}'.{did_you_mean(name, STYLES)} Valid: {', '.join(STYLES)}")
         if self.crop_scale <= 0:
             raise UsageError(f"--crop-scale must be positive, got {self.crop_scale}")
-        if self.output.exists() and (not self.output.is_dir() or any(self.output.iterdir())):
-            raise UsageError(f"--out {self.output}: already exists and is not an empty folder; choose a new folder")
+        refuse_nonempty_folder(self.output)
 
 
 def write_avs_proxies(config: AvsConfig) -> dict[str, Any]:
@@ -76,11 +74,9 @@ def write_avs_proxies(config: AvsConfig) -> dict[str, Any]:
     if not samples:
         raise UsageError(f"{config.faces}: no annotated faces found")
     rule = crop.CropRule(box="landmarks", scale=config.crop_scale)
-    partial = config.output.parent / f".{config.output.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
     variants: list[dict[str, Any]] = []
     labels: dict[str, list[str]] = {name: [] for name in config.styles}
-    try:
+    with folder_when_complete(config.output) as partial:
         for name in config.styles:
             (partial / name / AVS_IMAGE_DIR).mkdir(parents=True)
         for index, sample in enumerate(samples):
@@ -110,12 +106,6 @@ def write_avs_proxies(config: AvsConfig) -> dict[str, Any]:
             "variants": variants,
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if config.output.is_dir():
-            config.output.rmdir()  # empty, checked up front
-        config.output.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, config.output)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return manifest
 
 

@@ -5,12 +5,16 @@ A command lists every file it is about to write (the artifact, its card, its ran
 and calls :func:`refuse_overwrite` before any work: an existing file stops the run with one line
 naming it (exit 2), so a 30-frame trial cannot silently replace a full-video result. ``--force``
 (:func:`add_force_flag`) replaces them. After the work, :func:`report_written` prints one
-``wrote PATH`` line per file that is there.
+``wrote PATH`` line per file that is there. A command that writes a folder (a styled set) needs a new
+one (:func:`refuse_nonempty_folder`) and fills it whole or not at all (:func:`folder_when_complete`).
 """
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+import contextlib
+import os
+import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from runtime.errors import UsageError
@@ -59,3 +63,29 @@ def report_written(paths: Iterable[str | Path | None]) -> list[Path]:
             seen.append(Path(path))
             print(f"wrote {path}")
     return seen
+
+
+def refuse_nonempty_folder(folder: Path, flag: str = "--out") -> None:
+    """A folder output must be new: absent, or an empty folder (checked before any work).
+
+    Raises:
+        OutputExists: ``folder`` is a file or a folder with something in it.
+    """
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise OutputExists(f"{flag} {folder}: already exists and is not an empty folder; choose a new folder")
+
+
+@contextlib.contextmanager
+def folder_when_complete(folder: Path) -> Iterator[Path]:
+    """Yield a hidden sibling ``.NAME.partial-PID`` to fill; renamed to ``folder`` when the block ends
+    without an error, removed otherwise, so a killed or failed run leaves no half-written folder."""
+    partial = folder.parent / f".{folder.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        if folder.is_dir():
+            folder.rmdir()  # empty: refuse_nonempty_folder checked it up front
+        os.replace(partial, folder)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)

@@ -158,3 +158,23 @@ def test_track_refuses_to_replace_a_result(tmp_path, pfld, face_video, capsys):
     assert csv_path.read_text() == first
     assert main([*argv, "--max-frames", "2", "--force"]) == 0
     assert csv_path.read_text() != first
+
+
+def test_a_folder_output_appears_whole_or_not_at_all(tmp_path):
+    """runtime.outputs' folder policy (train.style generate, calib avs): a new or empty folder only,
+    filled under a hidden partial name and renamed at the end; a failure leaves nothing behind."""
+    from runtime.outputs import OutputExists, folder_when_complete, refuse_nonempty_folder
+
+    target = tmp_path / "sub" / "set"
+    refuse_nonempty_folder(target)
+    with pytest.raises(RuntimeError), folder_when_complete(target) as partial:
+        (partial / "half.txt").write_text("half")
+        raise RuntimeError("stopped mid-way")
+    assert not target.exists() and left_in(tmp_path / "sub") == []
+    target.mkdir()  # an empty folder is taken over
+    with folder_when_complete(target) as partial:
+        assert partial.parent == target.parent and partial.name.startswith(".set.partial-")
+        (partial / "done.txt").write_text("done")
+    assert left_in(target) == ["done.txt"] and left_in(tmp_path / "sub") == ["set"]
+    with pytest.raises(OutputExists, match="not an empty folder"):
+        refuse_nonempty_folder(target)

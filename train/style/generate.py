@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +44,7 @@ from runtime.annotations import (
 )
 from runtime.card import file_sha256
 from runtime.errors import UsageError
+from runtime.outputs import folder_when_complete, refuse_nonempty_folder
 from train.engine import Distributed, progress_bar, select_device
 from train.style.data import (
     NORMALISATION,
@@ -104,8 +103,7 @@ class GenerateConfig:
                                    ("--chunk", self.chunk, 0), ("--limit", self.limit, 0), ("--seed", self.seed, 0)):
             if value < least:
                 raise UsageError(f"{flag} must be at least {least}, got {value}")
-        if self.output.exists() and (not self.output.is_dir() or any(self.output.iterdir())):
-            raise UsageError(f"--out {self.output}: already exists and is not an empty folder; choose a new folder")
+        refuse_nonempty_folder(self.output)
         if self.style_images is not None and not self.style_images.is_dir():
             raise UsageError(f"--style-images {self.style_images}: not a folder; pass a folder of face images")
         if self.grid is not None and self.grid.suffix.lower() != ".png":
@@ -217,13 +215,11 @@ def generate(config: GenerateConfig) -> dict[str, Any]:
                 loss_text, len(samples), len(references))  # fmt: skip
 
     output = config.output
-    partial = output.parent / f".{output.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    for reference in references:
-        (partial / reference.name / AVS_IMAGE_DIR).mkdir(parents=True)
     labels: dict[str, list[str]] = {reference.name: [] for reference in references}
     to_output = frame_to_output(shape.image_size)
-    try:
+    with folder_when_complete(output) as partial:
+        for reference in references:
+            (partial / reference.name / AVS_IMAGE_DIR).mkdir(parents=True)
         starts = range(0, len(samples), config.batch_size)
         for start in progress_bar(starts, "generate", len(starts)):
             items = [dataset[j] for j in range(start, min(start + config.batch_size, len(samples)))]
@@ -258,12 +254,6 @@ def generate(config: GenerateConfig) -> dict[str, Any]:
             "outputs": len(samples) * len(references),
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if output.is_dir():
-            output.rmdir()  # empty, checked up front
-        output.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, output)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     logger.info("wrote %s: %d images in %d style folders", output, manifest["outputs"], len(references))
     return manifest
 
